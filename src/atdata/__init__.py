@@ -1,0 +1,62 @@
+"""atdata: typed, sharded datasets with queryable manifests.
+
+Public names are imported lazily on first use, so ``import atdata`` (and every
+CLI command) starts fast; numpy, pyarrow, duckdb and the storage back ends are
+loaded only when a feature needs them.
+
+Example:
+    >>> import atdata
+    >>> @atdata.packable
+    ... class Sample:
+    ...     label: str
+    ...     score: float
+    >>> with atdata.ShardWriter("out/shard-%06d.tar") as sink:   # doctest: +SKIP
+    ...     sink.write(Sample(label="cat", score=0.9))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.3.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Dataset": "atdata.dataset",
+    "DatasetDict": "atdata.dataset",
+    "DictSample": "atdata.sample",
+    "ManifestField": "atdata._types",
+    "NDArray": "atdata.sample",
+    "PackableSample": "atdata.sample",
+    "SampleBatch": "atdata.dataset",
+    "Schema": "atdata.sample",
+    "ShardWriter": "atdata.shards",
+    "lens": "atdata.lens",
+    "load_dataset": "atdata.dataset",
+    "packable": "atdata.sample",
+    "schema_of": "atdata.sample",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'atdata' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from atdata._types import ManifestField
+    from atdata.dataset import Dataset, DatasetDict, SampleBatch, load_dataset
+    from atdata.lens import lens
+    from atdata.sample import DictSample, NDArray, PackableSample, Schema, packable, schema_of
+    from atdata.shards import ShardWriter

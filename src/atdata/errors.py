@@ -1,0 +1,316 @@
+"""One exception hierarchy for atdata; every error says what is wrong and what to do.
+
+The tree, drawn once so it can be read at a glance::
+
+    AtdataError
+    ├── MissingDependencyError          an optional extra is not installed
+    ├── StorageError                    a URL cannot be read or written
+    │   ├── UnreadableURLError
+    │   └── CredentialsError
+    ├── SchemaError                     a sample type or a field is unusable
+    │   ├── UnsupportedFieldTypeError
+    │   ├── SchemaMismatchError
+    │   └── LensNotFoundError
+    ├── ShardError                      a tar shard is damaged or misused
+    │   ├── ShardCorruptError
+    │   └── SampleNotFoundError
+    ├── ManifestError                   a manifest is missing or unreadable
+    ├── QueryError                      a query names a field that is not there
+    ├── CatalogError                    the local index (SQLite) is unusable
+    │   └── DatasetNotFoundError
+    ├── ProcessingError                 a map job failed
+    │   └── PartialFailureError
+    └── PipelineError                   an event or trigger is unusable
+
+Context (URL, key, byte offset, field) is kept in attributes *and* in ``str()``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "AtdataError",
+    "CatalogError",
+    "CredentialsError",
+    "DatasetNotFoundError",
+    "LensNotFoundError",
+    "ManifestError",
+    "MissingDependencyError",
+    "PartialFailureError",
+    "PipelineError",
+    "ProcessingError",
+    "QueryError",
+    "SampleNotFoundError",
+    "SchemaError",
+    "SchemaMismatchError",
+    "ShardCorruptError",
+    "ShardError",
+    "StorageError",
+    "UnreadableURLError",
+    "UnsupportedFieldTypeError",
+    "closest",
+]
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Return up to ``n`` names from ``candidates`` that look like ``name``."""
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    matches = closest(name, candidates)
+    if not matches:
+        return ""
+    return " Did you mean " + " or ".join(repr(m) for m in matches) + "?"
+
+
+class AtdataError(Exception):
+    """Root of every error atdata raises on purpose."""
+
+
+class MissingDependencyError(AtdataError, ImportError):
+    """An optional dependency is needed for this feature but not installed."""
+
+    def __init__(self, package: str, extra: str, feature: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the '{package}' package, which is not installed. "
+            f"Run: pip install 'atdata[{extra}]'"
+        )
+
+
+# -- storage ------------------------------------------------------------------
+
+
+class StorageError(AtdataError):
+    """A URL could not be read, listed or written."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class UnreadableURLError(StorageError):
+    """A URL matched nothing, or its scheme is not supported."""
+
+
+class CredentialsError(StorageError):
+    """An object store refused our credentials or none were found."""
+
+
+# -- schema -------------------------------------------------------------------
+
+
+class SchemaError(AtdataError):
+    """A sample type, or one of its fields, cannot be used."""
+
+
+class UnsupportedFieldTypeError(SchemaError, TypeError):
+    """A field's annotation is not a type atdata can store safely."""
+
+    def __init__(self, type_name: str, field: str, annotation: Any, reason: str = "") -> None:
+        self.type_name = type_name
+        self.field = field
+        self.annotation = annotation
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"{type_name}.{field}: cannot store a field of type {annotation!r}{why}. "
+            "Supported: str, int, float, bool, bytes, datetime, enums, NDArray, "
+            "and lists, dicts and Optionals of those."
+        )
+
+
+class SchemaMismatchError(SchemaError):
+    """Samples in a shard do not have the fields the requested type expects."""
+
+    def __init__(
+        self,
+        type_name: str,
+        *,
+        missing: Sequence[str] = (),
+        unexpected: Sequence[str] = (),
+        retyped: Sequence[str] = (),
+        url: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.type_name = type_name
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.retyped = list(retyped)
+        self.url = url
+        self.key = key
+        parts = []
+        if self.missing:
+            parts.append("missing fields " + ", ".join(self.missing))
+        if self.unexpected:
+            parts.append("unexpected fields " + ", ".join(self.unexpected))
+        if self.retyped:
+            parts.append("fields of another type " + ", ".join(self.retyped))
+        where = ""
+        if url:
+            where = f" in {url}" + (f" at key {key!r}" if key else "")
+        super().__init__(
+            f"Samples{where} do not match {type_name}: {'; '.join(parts)}. "
+            "Read them with the type they were written with (see `atdata schema show URL`), "
+            "or as DictSample."
+        )
+
+
+class LensNotFoundError(SchemaError):
+    """No lens (or chain of lenses) converts the source type to the view type."""
+
+    def __init__(self, source: str, view: str, available: Sequence[str]) -> None:
+        self.source = source
+        self.view = view
+        self.available = list(available)
+        lines = [f"No lens transforms {source} → {view}", ""]
+        if self.available:
+            lines.append(f"Available lenses from {source}:")
+            lines.extend(f"  - {a}" for a in self.available)
+        else:
+            lines.append(f"No lenses from {source} are registered.")
+        fn = f"{_snake(source)}_to_{_snake(view)}"
+        lines += [
+            "",
+            "Did you mean to define:",
+            "  @atdata.lens",
+            f"  def {fn}(a: {source}) -> {view}:",
+            f"      return {view}(...)",
+        ]
+        super().__init__("\n".join(lines))
+
+
+def _snake(name: str) -> str:
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+# -- shards -------------------------------------------------------------------
+
+
+class ShardError(AtdataError):
+    """A tar shard is damaged or used the wrong way."""
+
+
+class ShardCorruptError(ShardError):
+    """A shard is truncated or does not parse as a tar of msgpack samples."""
+
+    def __init__(self, url: str, offset: int, reason: str, key: str | None = None) -> None:
+        self.url = url
+        self.offset = offset
+        self.reason = reason
+        self.key = key
+        at_key = f" (sample {key!r})" if key else ""
+        super().__init__(
+            f"Shard {url} is corrupt at byte {offset}{at_key}: {reason}. "
+            "Rewrite the shard, or read with handler='skip' to skip bad samples."
+        )
+
+
+class SampleNotFoundError(ShardError, KeyError):
+    """No sample with the given key exists in the dataset."""
+
+    def __init__(self, key: str, where: str, known: Iterable[str] = ()) -> None:
+        self.key = key
+        self.where = where
+        super().__init__(f"No sample with key {key!r} in {where}.{_did_you_mean(key, known)}")
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0])
+
+
+# -- manifests and queries ------------------------------------------------------
+
+
+class ManifestError(AtdataError):
+    """A manifest is missing, unreadable, or of an unknown format version."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class QueryError(AtdataError):
+    """A query is malformed or names a field that does not exist."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+    @classmethod
+    def unknown_field(cls, field: str, known: Iterable[str]) -> QueryError:
+        """The error for a misspelled field, suggesting the closest real ones."""
+        known = sorted(known)
+        return cls(
+            f"Unknown field {field!r} in query.{_did_you_mean(field, known)} "
+            f"Queryable fields: {', '.join(known) or '(none)'}.",
+            field=field,
+        )
+
+
+# -- local index ----------------------------------------------------------------
+
+
+class CatalogError(AtdataError):
+    """The local index cannot be read or written."""
+
+
+class DatasetNotFoundError(CatalogError, LookupError):
+    """A dataset name is not registered."""
+
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+        self.name = name
+        hint = _did_you_mean(name, known)
+        super().__init__(
+            f"No dataset named {name!r} is registered.{hint} "
+            "List registered datasets with `atdata ls`."
+        )
+
+
+# -- processing and pipelines -----------------------------------------------------
+
+
+class ProcessingError(AtdataError):
+    """A processing job could not run or failed."""
+
+
+class PartialFailureError(ProcessingError):
+    """Some shards of a map job failed after their retries; the others succeeded.
+
+    Attributes:
+        succeeded_shards: input shard URLs whose output is committed.
+        failed_shards: input shard URLs that failed.
+        errors: input shard URL -> the last error message for it.
+    """
+
+    def __init__(
+        self,
+        succeeded_shards: Sequence[str],
+        failed_shards: Sequence[str],
+        errors: dict[str, str],
+        *,
+        output_prefix: str | None = None,
+    ) -> None:
+        self.succeeded_shards = list(succeeded_shards)
+        self.failed_shards = list(failed_shards)
+        self.errors = dict(errors)
+        self.output_prefix = output_prefix
+        first = next(iter(self.errors.items()), None)
+        detail = f" First error ({first[0]}): {first[1].strip().splitlines()[-1]}" if first else ""
+        super().__init__(
+            f"{len(self.failed_shards)} of "
+            f"{len(self.failed_shards) + len(self.succeeded_shards)} shards failed.{detail} "
+            "Fix the cause, then rerun with shards=e.failed_shards, retry=True."
+        )
+
+
+class PipelineError(AtdataError):
+    """A pipeline trigger, event or dispatcher request is unusable."""

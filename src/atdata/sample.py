@@ -1,0 +1,621 @@
+"""Typed samples: ``@packable``, ``DictSample``, ``Schema`` and the msgpack codec.
+
+A packable type is a dataclass whose instances encode to one msgpack map
+``field name -> value``; array fields are stored as ``.npy`` bytes. Decoding is
+typed (msgspec validates every field), so reading a shard with the wrong type
+fails with a :class:`~atdata.errors.SchemaMismatchError` instead of producing
+garbage.
+
+Example:
+    >>> import atdata, numpy as np
+    >>> @atdata.packable
+    ... class ImageSample:
+    ...     image: atdata.NDArray
+    ...     label: str
+    ...     confidence: float = 1.0
+    >>> s = ImageSample(image=np.zeros((2, 2), np.uint8), label="cat")
+    >>> ImageSample.from_bytes(s.packed).label
+    'cat'
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import datetime as dt
+import typing
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, TypeVar, overload
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from atdata import _npy
+from atdata._types import FieldType, ManifestField, ManifestKind, analyze, parse_type
+from atdata.errors import SchemaError, SchemaMismatchError, UnsupportedFieldTypeError
+
+__all__ = [
+    "DictSample",
+    "FieldSpec",
+    "ManifestField",
+    "NDArray",
+    "PackableSample",
+    "Schema",
+    "WdsRecord",
+    "packable",
+    "schema_of",
+]
+
+T = TypeVar("T")
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
+_RESERVED = frozenset(
+    {"packed", "as_wds", "from_bytes", "from_dict", "to_dict", "with_key", "__key__"}
+)
+
+
+def _enc_hook(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return _npy.encode_ndarray(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store a value of type {type(value).__name__} in msgpack")
+
+
+_ENCODER = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+_DICT_DECODER = msgspec.msgpack.Decoder()
+
+
+# -- schema ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """One field of a sample type: name, storage type and manifest kind."""
+
+    name: str
+    type: FieldType
+    manifest: ManifestKind | None = None
+    has_default: bool = False
+
+    @property
+    def optional(self) -> bool:
+        """True when the field may be None."""
+        return self.type.optional
+
+    def to_json(self) -> dict[str, Any]:
+        """The field as a JSON-able dict."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "type": str(self.type),
+            "optional": self.type.optional,
+            "manifest": self.manifest,
+        }
+        if self.has_default:
+            out["has_default"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FieldSpec:
+        """Rebuild a field from :meth:`to_json` output."""
+        return cls(
+            name=data["name"],
+            type=parse_type(data["type"]),
+            manifest=data.get("manifest"),
+            has_default=bool(data.get("has_default", False)),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """A sample type's name, semantic version and fields; JSON round-trips.
+
+    Example:
+        >>> schema = ImageSample.__schema__            # doctest: +SKIP
+        >>> Schema.from_json(schema.to_json()) == schema  # doctest: +SKIP
+        True
+    """
+
+    name: str
+    version: str
+    fields: tuple[FieldSpec, ...]
+    module: str = ""
+
+    @property
+    def field_names(self) -> list[str]:
+        """Field names in declaration order."""
+        return [f.name for f in self.fields]
+
+    @property
+    def manifest_fields(self) -> dict[str, ManifestKind]:
+        """Field name -> manifest kind, for the fields that go in the manifest."""
+        return {f.name: f.manifest for f in self.fields if f.manifest is not None}
+
+    def field(self, name: str) -> FieldSpec:
+        """The field called ``name``; ``KeyError`` if there is none."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The schema as a JSON-able dict."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "module": self.module,
+            "fields": [f.to_json() for f in self.fields],
+        }
+
+    def dumps(self) -> str:
+        """The schema as JSON text."""
+        return json.dumps(self.to_json(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str) -> Schema:
+        """Rebuild a schema from :meth:`to_json` output (a dict or JSON text)."""
+        if isinstance(data, str):
+            data = json.loads(data)
+        assert isinstance(data, Mapping)
+        return cls(
+            name=data["name"],
+            version=data.get("version", "1.0.0"),
+            fields=tuple(FieldSpec.from_json(f) for f in data["fields"]),
+            module=data.get("module", ""),
+        )
+
+    def diff(self, other: Schema) -> dict[str, list[str]]:
+        """Fields added, removed and retyped going from ``self`` to ``other``.
+
+        Example:
+            >>> old.diff(new)                                  # doctest: +SKIP
+            {'added': ['tags'], 'removed': [], 'retyped': ['score: int -> float']}
+        """
+        mine = {f.name: f for f in self.fields}
+        theirs = {f.name: f for f in other.fields}
+        return {
+            "added": [n for n in theirs if n not in mine],
+            "removed": [n for n in mine if n not in theirs],
+            "retyped": [
+                f"{n}: {mine[n].type} -> {theirs[n].type}"
+                for n in mine
+                if n in theirs and str(mine[n].type) != str(theirs[n].type)
+            ],
+            "manifest": [
+                f"{n}: {mine[n].manifest} -> {theirs[n].manifest}"
+                for n in mine
+                if n in theirs and mine[n].manifest != theirs[n].manifest
+            ],
+        }
+
+    def to_type(self) -> type[PackableSample]:
+        """Build a packable type from this schema, for data whose class is not at hand.
+
+        Example:
+            >>> Sample = schema.to_type()                      # doctest: +SKIP
+            >>> Dataset[Sample]("data-{000000..000009}.tar")   # doctest: +SKIP
+        """
+        annotations: dict[str, Any] = {}
+        namespace: dict[str, Any] = {"__annotations__": annotations, "__module__": __name__}
+        for f in self.fields:
+            tp = f.type.python_type()
+            setting = ManifestField(kind=f.manifest) if f.manifest else ManifestField(indexed=False)
+            annotations[f.name] = typing.Annotated[tp, setting]
+            if f.has_default or f.optional:
+                namespace[f.name] = None
+        # keyword-only, so a field with a default may precede one without
+        cls = dataclasses.dataclass(kw_only=True)(type(self.name, (), namespace))
+        return packable(cls, version=self.version)
+
+
+# -- the codec ---------------------------------------------------------------------
+
+
+class WdsRecord(dict[str, Any]):
+    """A WebDataset record ``{"__key__": ..., "msgpack": ...}`` that remembers its sample.
+
+    ``ShardWriter`` uses :attr:`sample` to fill the manifest without decoding
+    the bytes again.
+    """
+
+    __slots__ = ("sample",)
+
+    def __init__(self, key: str | None, packed: bytes, sample: Any) -> None:
+        super().__init__(__key__=key, msgpack=packed)
+        self.sample = sample
+
+
+def _field_checker(cls_name: str, spec: FieldSpec) -> Callable[[Any], Any] | None:
+    """A write-time check/convert for one field, or None when msgspec suffices."""
+    ft = spec.type
+    name = spec.name
+
+    def fail(value: Any, expected: str) -> None:
+        raise SchemaError(
+            f"{cls_name}.{name}: expected {expected}, got {type(value).__name__} "
+            f"({value!r:.60}). Convert the value before writing."
+        )
+
+    if ft.kind == "ndarray":
+
+        def check_array(value: Any) -> Any:
+            if value is None:
+                if not ft.optional:
+                    fail(value, "an array")
+                return None
+            try:
+                return _npy.encode_ndarray(value)
+            except TypeError as exc:
+                raise SchemaError(f"{cls_name}.{name}: {exc}") from None
+
+        return check_array
+    if ft.has_arrays:
+        return None  # nested arrays are handled by the encoder's hook
+    py: tuple[type, ...]
+    if ft.kind == "float":
+        py = (float, int, np.floating, np.integer)
+    elif ft.kind == "int":
+        py = (int, np.integer)
+    elif ft.kind in ("str", "bytes", "bool", "datetime", "list", "dict"):
+        py = {
+            "str": (str,),
+            "bytes": (bytes, bytearray, memoryview),
+            "bool": (bool, np.bool_),
+            "datetime": (dt.datetime,),
+            "list": (list, tuple),
+            "dict": (dict,),
+        }[ft.kind]
+    else:
+        return None
+
+    def check(value: Any) -> Any:
+        if value is None:
+            if not ft.optional:
+                fail(value, str(ft))
+            return None
+        if not isinstance(value, py) or (ft.kind in ("int", "float") and isinstance(value, bool)):
+            fail(value, str(ft))
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, memoryview):
+            return bytes(value)
+        return value
+
+    return check
+
+
+def _array_converter(ft: FieldType) -> Callable[[Any], Any] | None:
+    """A read-time converter turning decoded ``.npy`` buffers into arrays."""
+    if ft.kind == "ndarray":
+        return lambda v: None if v is None else _npy.decode_ndarray(v)
+    if ft.item is not None:
+        inner = _array_converter(ft.item)
+        if inner is None:
+            return None
+        if ft.kind == "list":
+            return lambda v: None if v is None else [inner(x) for x in v]
+        return lambda v: None if v is None else {k: inner(x) for k, x in v.items()}
+    return None
+
+
+def _from_loose(ft: FieldType, value: Any) -> Any:
+    """Convert an untyped decoded value (``bytes`` for arrays) to the field's type."""
+    if value is None:
+        return None
+    if ft.kind == "ndarray":
+        return _npy.decode_ndarray(bytearray(value) if isinstance(value, bytes) else value)
+    if ft.kind == "list" and ft.item is not None:
+        return [_from_loose(ft.item, x) for x in value]
+    if ft.kind == "dict" and ft.item is not None:
+        return {k: _from_loose(ft.item, x) for k, x in value.items()}
+    if ft.kind == "datetime" and isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    if ft.kind == "enum" and ft.enum_type is not None:
+        return ft.enum_type(value)
+    return value
+
+
+class _Codec:
+    """Encodes and decodes one packable type; built once at decoration."""
+
+    def __init__(self, cls: type, schema: Schema) -> None:
+        self.cls = cls
+        self.schema = schema
+        self.names = tuple(f.name for f in schema.fields)
+        self.checks = tuple(
+            (f.name, c) for f in schema.fields if (c := _field_checker(cls.__name__, f)) is not None
+        )
+        self.array_fields = tuple(
+            (f.name, c) for f in schema.fields if (c := _array_converter(f.type)) is not None
+        )
+        struct_fields: list[Any] = []
+        for f, dc_field in zip(schema.fields, dataclasses.fields(cls), strict=True):
+            wire = f.type.wire_type()
+            if dc_field.default is not dataclasses.MISSING:
+                default = dc_field.default
+                if isinstance(default, np.ndarray):
+                    default = bytearray(_npy.encode_ndarray(default))
+                struct_fields.append((f.name, wire, default))
+            elif dc_field.default_factory is not dataclasses.MISSING:
+                struct_fields.append(
+                    (f.name, wire, msgspec.field(default_factory=dc_field.default_factory))
+                )
+            elif f.type.optional:
+                struct_fields.append((f.name, wire, None))
+            else:
+                struct_fields.append((f.name, wire))
+        self.wire = msgspec.defstruct(f"{cls.__name__}Wire", struct_fields)
+        self.decoder = msgspec.msgpack.Decoder(self.wire)
+
+    def to_wire_dict(self, sample: Any) -> dict[str, Any]:
+        """Field values ready for msgpack: checked, arrays as ``.npy`` bytes."""
+        values = sample.__dict__
+        try:
+            out = {name: values[name] for name in self.names}
+        except KeyError as exc:
+            raise SchemaError(f"{self.cls.__name__} sample has no field {exc.args[0]!r}") from None
+        for name, check in self.checks:
+            out[name] = check(out[name])
+        return out
+
+    def encode(self, sample: Any) -> bytes:
+        return _ENCODER.encode(self.to_wire_dict(sample))
+
+    def decode(self, data: bytes | memoryview, key: str | None = None) -> Any:
+        """Decode msgpack bytes into an instance, validating every field."""
+        try:
+            wire = self.decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            raise self.mismatch(exc, data) from None
+        values = msgspec.structs.asdict(wire)
+        for name, convert in self.array_fields:
+            values[name] = convert(values[name])
+        obj = object.__new__(self.cls)
+        obj.__dict__.update(values)
+        obj.__dict__["__key__"] = key
+        return obj
+
+    def from_mapping(self, data: Mapping[str, Any], key: str | None = None) -> Any:
+        """Build an instance from loosely typed values (e.g. a ``DictSample``)."""
+        missing = [
+            f.name
+            for f in self.schema.fields
+            if f.name not in data and not f.has_default and not f.optional
+        ]
+        if missing:
+            raise SchemaMismatchError(self.cls.__name__, missing=missing, key=key)
+        kwargs = {
+            f.name: _from_loose(f.type, data[f.name]) for f in self.schema.fields if f.name in data
+        }
+        obj = self.cls(**kwargs)
+        obj.__dict__["__key__"] = key
+        return obj
+
+    def mismatch(self, exc: msgspec.ValidationError, data: bytes | memoryview) -> SchemaError:
+        """Turn msgspec's validation error into a ``SchemaMismatchError``."""
+        try:
+            raw = _DICT_DECODER.decode(data)
+        except msgspec.DecodeError:
+            raise exc from None
+        if not isinstance(raw, dict):
+            return SchemaError(f"sample is not a msgpack map ({exc})")
+        required = {
+            f.name for f in self.schema.fields if not f.has_default and not f.optional
+        }
+        missing = sorted(required - raw.keys())
+        unexpected = sorted(raw.keys() - set(self.names))
+        match = re.search(r"at `\$\.([^`\[]+)", str(exc))
+        retyped = [f"{match.group(1)} ({exc})"] if match and not missing else []
+        return SchemaMismatchError(
+            self.cls.__name__, missing=missing, unexpected=unexpected, retyped=retyped
+        )
+
+
+# -- packable --------------------------------------------------------------------
+
+
+class PackableSample(abc.ABC):  # noqa: B024 - an ABC only for register()/isinstance
+    """Methods every ``@packable`` type has (the decorator adds them to your class).
+
+    ``isinstance(x, PackableSample)`` is true for instances of packable types.
+    """
+
+    __schema__: ClassVar[Schema]
+    __atdata_codec__: ClassVar[_Codec]
+    __key__: str | None = None
+
+    @property
+    def packed(self) -> bytes:
+        """The sample as msgpack bytes."""
+        return type(self).__atdata_codec__.encode(self)
+
+    @property
+    def as_wds(self) -> WdsRecord:
+        """The sample as a WebDataset record ``{"__key__": key, "msgpack": bytes}``."""
+        return WdsRecord(self.__dict__.get("__key__"), self.packed, self)
+
+    @classmethod
+    def from_bytes(cls: type[T], data: bytes | memoryview, key: str | None = None) -> T:
+        """Decode msgpack bytes written by :attr:`packed`."""
+        return cls.__atdata_codec__.decode(data, key)  # type: ignore[attr-defined,no-any-return]
+
+    @classmethod
+    def from_dict(cls: type[T], data: Mapping[str, Any], key: str | None = None) -> T:
+        """Build a sample from a mapping (``.npy`` bytes become arrays)."""
+        return cls.__atdata_codec__.from_mapping(data, key)  # type: ignore[attr-defined,no-any-return]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Field name -> value (arrays stay arrays)."""
+        return {name: self.__dict__[name] for name in type(self).__atdata_codec__.names}
+
+    def with_key(self: T, key: str) -> T:
+        """Give this sample a key (used by ``ShardWriter``); returns the sample."""
+        self.__dict__["__key__"] = key  # type: ignore[attr-defined]
+        return self
+
+
+@overload
+def packable(cls: type[T], /, *, version: str = ...) -> type[T]: ...
+@overload
+def packable(*, version: str = ...) -> Callable[[type[T]], type[T]]: ...
+
+
+def packable(cls: type[T] | None = None, /, *, version: str = "1.0.0") -> Any:
+    """Make a class a typed, storable sample type (a dataclass with a codec).
+
+    Args:
+        cls: the class; its annotations are the fields.
+        version: the schema's semantic version, e.g. ``"1.1.0"``.
+
+    Raises:
+        UnsupportedFieldTypeError: a field's type cannot be stored safely.
+
+    Example:
+        >>> @atdata.packable(version="1.1.0")
+        ... class Reading:
+        ...     value: float
+        ...     tags: list[str]
+        >>> Reading.__schema__.version
+        '1.1.0'
+    """
+    if cls is None:
+        return lambda c: packable(c, version=version)
+    if not _SEMVER.match(version):
+        raise SchemaError(
+            f"@packable version must be a semantic version like '1.0.0', got {version!r}"
+        )
+    if not dataclasses.is_dataclass(cls):
+        cls = dataclasses.dataclass(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    specs = []
+    for dc_field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if dc_field.name in _RESERVED:
+            raise SchemaError(
+                f"{cls.__name__}.{dc_field.name}: the name is reserved by atdata; rename the field"
+            )
+        try:
+            ftype, setting = analyze(hints[dc_field.name])
+        except TypeError as exc:
+            raise UnsupportedFieldTypeError(
+                cls.__name__, dc_field.name, hints[dc_field.name], str(exc)
+            ) from None
+        kind = ftype.default_manifest_kind()
+        if setting is not None:
+            if not setting.indexed:
+                kind = None
+            elif setting.kind is not None:
+                if ftype.has_arrays or ftype.kind in ("bytes", "dict"):
+                    raise UnsupportedFieldTypeError(
+                        cls.__name__, dc_field.name, hints[dc_field.name],
+                        "arrays, bytes and dicts cannot be manifest fields",
+                    )
+                kind = setting.kind
+        has_default = (
+            dc_field.default is not dataclasses.MISSING
+            or dc_field.default_factory is not dataclasses.MISSING
+        )
+        specs.append(FieldSpec(dc_field.name, ftype, kind, has_default))
+    schema = Schema(cls.__name__, version, tuple(specs), module=cls.__module__)
+    for name, member in vars(PackableSample).items():
+        if name in ("packed", "as_wds", "from_bytes", "from_dict", "to_dict", "with_key"):
+            setattr(cls, name, member)
+    cls.__key__ = None  # type: ignore[attr-defined]
+    cls.__schema__ = schema  # type: ignore[attr-defined]
+    cls.__atdata_codec__ = _Codec(cls, schema)  # type: ignore[attr-defined]
+    PackableSample.register(cls)
+    return cls
+
+
+def is_packable(tp: Any) -> bool:
+    """True when ``tp`` is a ``@packable`` class or ``DictSample``."""
+    return isinstance(tp, type) and issubclass(tp, (PackableSample, DictSample))
+
+
+def schema_of(sample_type: type) -> Schema:
+    """The :class:`Schema` of a packable type.
+
+    Raises:
+        SchemaError: when the type is not ``@packable``.
+    """
+    schema = getattr(sample_type, "__schema__", None)
+    if not isinstance(schema, Schema):
+        raise SchemaError(
+            f"{getattr(sample_type, '__name__', sample_type)!r} is not a sample type; "
+            "decorate the class with @atdata.packable"
+        )
+    return schema
+
+
+# -- DictSample ----------------------------------------------------------------------
+
+
+class DictSample(Mapping[str, Any]):
+    """A sample of any shard, read without its type.
+
+    Fields are reachable as attributes and items; ``.npy`` byte values are
+    returned as numpy arrays.
+
+    Example:
+        >>> s = next(iter(atdata.Dataset("data-000000.tar")))   # doctest: +SKIP
+        >>> s.label, s["confidence"], sorted(s.keys())           # doctest: +SKIP
+    """
+
+    __slots__ = ("_data", "__key__")
+
+    def __init__(self, data: Mapping[str, Any], key: str | None = None) -> None:
+        self._data = {k: _npy.decode_ndarray(bytearray(v)) if _npy.is_npy(v) else v
+                      for k, v in data.items()}
+        self.__key__ = key
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview, key: str | None = None) -> DictSample:
+        """Decode msgpack bytes of any sample."""
+        raw = _DICT_DECODER.decode(data)
+        if not isinstance(raw, dict):
+            raise SchemaError(f"sample {key!r} is not a msgpack map")
+        return cls(raw, key)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._data[name]
+        except KeyError:
+            from atdata.errors import closest
+
+            hint = closest(name, self._data)
+            extra = f" Did you mean {hint[0]!r}?" if hint else ""
+            raise AttributeError(
+                f"sample has no field {name!r}.{extra} Fields: {', '.join(self._data)}"
+            ) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._data[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"DictSample(key={self.__key__!r}, fields={list(self._data)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict of the fields."""
+        return dict(self._data)
+
+    @property
+    def packed(self) -> bytes:
+        """The sample as msgpack bytes."""
+        return _ENCODER.encode(self._data)
+
+    @property
+    def as_wds(self) -> WdsRecord:
+        """The sample as a WebDataset record."""
+        return WdsRecord(self.__key__, self.packed, self)
+
+
+def encode_mapping(data: Mapping[str, Any]) -> bytes:
+    """msgpack bytes for a plain mapping of field values (arrays become ``.npy``)."""
+    return _ENCODER.encode(data)

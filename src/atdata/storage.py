@@ -1,0 +1,382 @@
+"""Where bytes live: one small store interface over local disk and fsspec.
+
+Every store has the same verbs: ``open`` (stream), ``read``, ``range``,
+``write`` (atomic: all or nothing), ``put`` (a local file, atomically),
+``exists``, ``list`` and ``delete``. :func:`store_for` picks the store for a URL:
+
+- plain paths and ``file://`` use :class:`LocalStore` (``os.pread``, temp file + rename);
+- ``s3://`` uses s3fs; the endpoint comes from ``AWS_ENDPOINT_URL_S3`` or
+  ``AWS_ENDPOINT_URL`` when set (MinIO, moto, R2 through the S3 API);
+- ``r2://bucket/key`` is Cloudflare R2: s3fs pointed at ``R2_ENDPOINT_URL``, or
+  ``https://$R2_ACCOUNT_ID.r2.cloudflarestorage.com``, with ``R2_ACCESS_KEY_ID``
+  and ``R2_SECRET_ACCESS_KEY`` (falling back to the AWS variables);
+- anything else fsspec knows (``http(s)://``, ``memory://``, ``gs://``...).
+
+Example:
+    >>> store, path = store_for("memory://bucket/a.bin")
+    >>> store.write(path, b"hello")
+    >>> store.range(path, 1, 3)
+    b'ell'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import glob as _glob
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
+
+from atdata.errors import CredentialsError, StorageError, UnreadableURLError
+
+__all__ = [
+    "FsspecStore",
+    "LocalStore",
+    "Store",
+    "expand_urls",
+    "is_local",
+    "sibling",
+    "store_for",
+]
+
+
+def is_local(url: str) -> bool:
+    """True for plain paths and ``file://`` URLs."""
+    return "://" not in url or url.startswith("file://")
+
+
+def _local_path(url: str) -> str:
+    return url[len("file://") :] if url.startswith("file://") else url
+
+
+def sibling(url: str, suffix: str) -> str:
+    """The URL beside a shard with its ``.tar`` suffix replaced.
+
+    Example:
+        >>> sibling("s3://b/shard-000042.tar", ".manifest.json")
+        's3://b/shard-000042.manifest.json'
+    """
+    base = url[: -len(".tar")] if url.endswith(".tar") else url
+    return base + suffix
+
+
+class Store:
+    """The verbs every store has; paths are the store's own (no scheme)."""
+
+    protocol: str = ""
+
+    def url(self, path: str) -> str:
+        """The full URL of ``path`` in this store."""
+        return path if not self.protocol else f"{self.protocol}://{path}"
+
+    def open(self, path: str) -> IO[bytes]:
+        """Open ``path`` for streaming reads."""
+        raise NotImplementedError
+
+    def read(self, path: str) -> bytes:
+        """All bytes of ``path``."""
+        raise NotImplementedError
+
+    def range(self, path: str, offset: int, size: int) -> bytes:
+        """``size`` bytes of ``path`` starting at ``offset``, in one request."""
+        raise NotImplementedError
+
+    def write(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` atomically: readers see all of it or nothing."""
+        raise NotImplementedError
+
+    def put(self, local_path: str, path: str) -> None:
+        """Copy a local file to ``path`` atomically."""
+        raise NotImplementedError
+
+    def exists(self, path: str) -> bool:
+        """True when ``path`` exists."""
+        raise NotImplementedError
+
+    def size(self, path: str) -> int:
+        """Size of ``path`` in bytes."""
+        raise NotImplementedError
+
+    def list(self, pattern: str) -> list[str]:
+        """Paths matching a glob pattern, sorted."""
+        raise NotImplementedError
+
+    def delete(self, path: str) -> None:
+        """Remove ``path`` if it exists."""
+        raise NotImplementedError
+
+
+class LocalStore(Store):
+    """Local disk: positional reads and rename-based atomic writes."""
+
+    def open(self, path: str) -> IO[bytes]:
+        with _errors(path):
+            return open(path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+
+    def read(self, path: str) -> bytes:
+        with _errors(path), open(path, "rb") as f:
+            return f.read()
+
+    def range(self, path: str, offset: int, size: int) -> bytes:
+        with _errors(path):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                return os.pread(fd, size, offset)
+            finally:
+                os.close(fd)
+
+    def write(self, path: str, data: bytes) -> None:
+        with atomic_local_file(path) as f:
+            f.write(data)
+
+    def put(self, local_path: str, path: str) -> None:
+        if os.path.abspath(local_path) == os.path.abspath(path):
+            return
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        if _same_device(local_path, parent or "."):
+            os.replace(local_path, path)
+        else:
+            self.write(path, self.read(local_path))
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def size(self, path: str) -> int:
+        with _errors(path):
+            return os.path.getsize(path)
+
+    def list(self, pattern: str) -> list[str]:
+        return sorted(_glob.glob(pattern))
+
+    def delete(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def _same_device(a: str, b: str) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def atomic_local_file(path: str) -> Iterator[IO[bytes]]:
+    """Write to a hidden temporary file beside ``path``, renamed over it on success.
+
+    A crash (even SIGKILL) leaves at most a ``.name.tmp-*`` file, never a
+    half-written file at ``path``.
+    """
+    parent = os.path.dirname(path) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:12]}")
+    try:
+        with open(tmp, "wb", buffering=1 << 20) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+class FsspecStore(Store):
+    """Any fsspec filesystem; writes are single puts, which object stores apply whole."""
+
+    def __init__(self, fs: Any, protocol: str) -> None:
+        self.fs = fs
+        self.protocol = protocol
+
+    def open(self, path: str) -> IO[bytes]:
+        with _errors(self.url(path)):
+            return self.fs.open(path, "rb", block_size=8 << 20, cache_type="readahead")  # type: ignore[no-any-return]
+
+    def read(self, path: str) -> bytes:
+        with _errors(self.url(path)):
+            return self.fs.cat_file(path)  # type: ignore[no-any-return]
+
+    def range(self, path: str, offset: int, size: int) -> bytes:
+        with _errors(self.url(path)):
+            return self.fs.cat_file(path, start=offset, end=offset + size)  # type: ignore[no-any-return]
+
+    def write(self, path: str, data: bytes) -> None:
+        with _errors(self.url(path)):
+            self.fs.pipe_file(path, data)
+
+    def put(self, local_path: str, path: str) -> None:
+        with _errors(self.url(path)):
+            self.fs.put_file(local_path, path)
+
+    def exists(self, path: str) -> bool:
+        with _errors(self.url(path)):
+            return bool(self.fs.exists(path))
+
+    def size(self, path: str) -> int:
+        with _errors(self.url(path)):
+            return int(self.fs.size(path))
+
+    def list(self, pattern: str) -> list[str]:
+        with _errors(self.url(pattern)):
+            return sorted(self.fs.glob(pattern))
+
+    def delete(self, path: str) -> None:
+        with _errors(self.url(path)), contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(path)
+
+
+@contextlib.contextmanager
+def _errors(url: str) -> Iterator[None]:
+    """Translate storage exceptions into atdata errors that say what to do."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise UnreadableURLError(
+            f"No such file or object: {url}. Check the path, or list what exists "
+            "with `atdata inspect` on its folder.",
+            url=url,
+        ) from None
+    except PermissionError as exc:
+        raise CredentialsError(
+            f"Access denied to {url} ({exc}). For s3:// set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE); for r2:// set R2_ACCESS_KEY_ID, "
+            "R2_SECRET_ACCESS_KEY and R2_ACCOUNT_ID.",
+            url=url,
+        ) from None
+    except (StorageError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        name = type(exc).__name__
+        if name in ("NoCredentialsError", "PartialCredentialsError"):
+            raise CredentialsError(
+                f"No credentials to read {url}. Set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY "
+                "for r2://).",
+                url=url,
+            ) from None
+        if isinstance(exc, OSError):
+            raise StorageError(f"Cannot access {url}: {exc}", url=url) from exc
+        raise
+
+
+_LOCAL = LocalStore()
+
+
+def store_for(url: str) -> tuple[Store, str]:
+    """The store that holds ``url`` and the path inside it.
+
+    Raises:
+        UnreadableURLError: the scheme is unknown or its back end is not installed.
+    """
+    if is_local(url):
+        return _LOCAL, _local_path(url)
+    protocol, _, rest = url.partition("://")
+    return _fsspec_store(protocol, _env_fingerprint(protocol)), rest
+
+
+def _env_fingerprint(protocol: str) -> tuple[str | None, ...]:
+    # Part of the cache key, so a changed endpoint or key (tests, notebooks) takes effect.
+    names = _ENV_VARS.get(protocol, ())
+    return tuple(os.environ.get(n) for n in names)
+
+
+_ENV_VARS = {
+    "s3": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE"),
+    "r2": (
+        "R2_ENDPOINT_URL",
+        "R2_ACCOUNT_ID",
+        "R2_ACCESS_KEY_ID",
+        "R2_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+    ),
+}
+
+
+@functools.lru_cache(maxsize=32)
+def _fsspec_store(protocol: str, _env: tuple[str | None, ...]) -> Store:
+    try:
+        import fsspec
+    except ImportError:  # pragma: no cover - fsspec is a core dependency
+        raise UnreadableURLError(f"Reading {protocol}:// needs fsspec: pip install atdata") from None
+    options: dict[str, Any] = {}
+    fs_protocol = protocol
+    if protocol in ("s3", "s3a"):
+        fs_protocol = "s3"
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            options["endpoint_url"] = endpoint
+    elif protocol == "r2":
+        fs_protocol = "s3"
+        options.update(_r2_options())
+    try:
+        fs = fsspec.filesystem(fs_protocol, **options)
+    except (ImportError, ValueError) as exc:
+        hint = "pip install 'atdata[s3]'" if fs_protocol == "s3" else f"install the fsspec back end for {protocol}://"
+        raise UnreadableURLError(
+            f"Cannot open {protocol}:// URLs: {exc}. Run: {hint}", url=f"{protocol}://"
+        ) from None
+    return FsspecStore(fs, protocol)
+
+
+def _r2_options() -> dict[str, Any]:
+    endpoint = os.environ.get("R2_ENDPOINT_URL")
+    account = os.environ.get("R2_ACCOUNT_ID")
+    if not endpoint and not account:
+        raise CredentialsError(
+            "r2:// URLs need the R2 endpoint: set R2_ACCOUNT_ID (or R2_ENDPOINT_URL), "
+            "R2_ACCESS_KEY_ID and R2_SECRET_ACCESS_KEY.",
+            url="r2://",
+        )
+    options: dict[str, Any] = {
+        "endpoint_url": endpoint or f"https://{account}.r2.cloudflarestorage.com"
+    }
+    key = os.environ.get("R2_ACCESS_KEY_ID")
+    secret = os.environ.get("R2_SECRET_ACCESS_KEY")
+    if key and secret:
+        options.update(key=key, secret=secret)
+    return options
+
+
+def expand_urls(urls: str | Sequence[str]) -> list[str]:
+    """Expand brace patterns and globs into a list of shard URLs, in order.
+
+    ``data-{000000..000099}.tar`` expands like bash; a pattern with ``*``, ``?``
+    or ``[`` is globbed against its store (sorted); lists are expanded item by
+    item. Order is preserved and duplicates dropped.
+
+    Raises:
+        UnreadableURLError: when a glob matches nothing.
+
+    Example:
+        >>> expand_urls("s3://b/train-{000..002}.tar")
+        ['s3://b/train-000.tar', 's3://b/train-001.tar', 's3://b/train-002.tar']
+    """
+    from braceexpand import braceexpand
+
+    items = [urls] if isinstance(urls, str) else list(urls)
+    out: list[str] = []
+    for item in items:
+        for url in braceexpand(str(item)) if "{" in str(item) else [str(item)]:
+            if any(ch in url for ch in "*?["):
+                store, pattern = store_for(url)
+                matches = [store.url(p) if not is_local(url) else p for p in store.list(pattern)]
+                if not matches:
+                    raise UnreadableURLError(
+                        f"No files match {url}. Check the pattern and the folder it points at.",
+                        url=url,
+                    )
+                out.extend(matches)
+            else:
+                out.append(url)
+    return list(dict.fromkeys(out))
+
+
+def temporary_spool(suffix: str = ".tar") -> tuple[int, str]:
+    """A local temporary file for building an object before one atomic put."""
+    return tempfile.mkstemp(prefix="atdata-", suffix=suffix)
