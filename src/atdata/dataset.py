@@ -395,6 +395,21 @@ class Dataset(Generic[T]):
 
         return describe_dataset(self)
 
+    # -- processing -------------------------------------------------------------------
+
+    def map(self, fn: Callable[[T], Any], output_prefix: str | None = None, **options: Any) -> Dataset[Any]:
+        """Run ``fn`` over every sample, one task per shard, writing a new dataset.
+
+        See :func:`atdata.processing.map_dataset` for the options (``executor``,
+        ``workers_per_shard``, ``shards``, ``retry``, ``on_error``...).
+
+        Example:
+            >>> out = ds.map(embed_images, output_prefix="s3://bucket/embedded/v1")
+        """
+        from atdata.processing import map_dataset
+
+        return map_dataset(self, fn, output_prefix=output_prefix, **options)
+
     # -- plumbing ---------------------------------------------------------------------
 
     def __repr__(self) -> str:

@@ -224,6 +224,8 @@ class FsspecStore(Store):
 
     def list(self, pattern: str) -> list[str]:
         with _errors(self.url(pattern)):
+            # Other processes write here too: never answer from a stale listing cache.
+            self.fs.invalidate_cache()
             return sorted(self.fs.glob(pattern))
 
     def delete(self, path: str) -> None:
