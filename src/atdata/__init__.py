@@ -23,6 +23,20 @@ __version__ = "0.3.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "Catalog": "atdata.index",
+    "attach_trace_context": "atdata.observability",
+    "configure_logging": "atdata.observability",
+    "configure_tracing": "atdata.observability",
+    "disable_prometheus": "atdata.observability",
+    "disable_tracing": "atdata.observability",
+    "enable_prometheus": "atdata.observability",
+    "extract_trace_context": "atdata.observability",
+    "inject_trace_context": "atdata.observability",
+    "log_event": "atdata.observability",
+    "metrics": "atdata.observability",
+    "metrics_text": "atdata.observability",
+    "trace": "atdata.observability",
+    "traced": "atdata.observability",
     "Dataset": "atdata.dataset",
     "DatasetDict": "atdata.dataset",
     "DictSample": "atdata.sample",
@@ -56,6 +70,22 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from atdata._types import ManifestField
+    from atdata.index import Catalog
+    from atdata.observability import (
+        attach_trace_context,
+        configure_logging,
+        configure_tracing,
+        disable_prometheus,
+        disable_tracing,
+        enable_prometheus,
+        extract_trace_context,
+        inject_trace_context,
+        log_event,
+        metrics,
+        metrics_text,
+        trace,
+        traced,
+    )
     from atdata.dataset import Dataset, DatasetDict, SampleBatch, load_dataset
     from atdata.lens import lens
     from atdata.sample import DictSample, NDArray, PackableSample, Schema, packable, schema_of
