@@ -42,7 +42,10 @@ _EXPORTS: dict[str, str] = {
     "DictSample": "atdata.sample",
     "ManifestField": "atdata._types",
     "NDArray": "atdata.sample",
+    "ManifestBuilder": "atdata.manifest",
     "PackableSample": "atdata.sample",
+    "QueryResult": "atdata.manifest",
+    "SampleLocation": "atdata.manifest",
     "SampleBatch": "atdata.dataset",
     "Schema": "atdata.sample",
     "ShardWriter": "atdata.shards",
@@ -54,8 +57,16 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
+# subpackages reachable as attributes without an explicit import (atdata.manifest.build)
+_SUBMODULES = frozenset(
+    {"atmosphere", "errors", "index", "lens", "manifest", "observability", "pipeline",
+     "processing", "sample", "shards", "storage", "testing"}
+)
+
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"atdata.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'atdata' has no attribute {name!r}")
@@ -88,5 +99,6 @@ if TYPE_CHECKING:
     )
     from atdata.dataset import Dataset, DatasetDict, SampleBatch, load_dataset
     from atdata.lens import lens
+    from atdata.manifest import ManifestBuilder, QueryResult, SampleLocation
     from atdata.sample import DictSample, NDArray, PackableSample, Schema, packable, schema_of
     from atdata.shards import ShardWriter

@@ -1,0 +1,500 @@
+"""Per-shard aggregates of manifest columns, the bloom filter, and merging for ``describe``.
+
+Aggregates are what the query planner reads to skip whole shards, so each one
+must be a *sound* summary: a shard may only be skipped when its aggregates
+prove no sample can match.
+
+- categorical: value counts (``{"dog": 12, ...}``); beyond
+  :data:`CARDINALITY_CAP` distinct values, a bloom filter and the most common
+  values instead;
+- numeric: ``min``, ``max``, ``mean`` and a histogram (NaNs counted apart);
+  datetimes in ISO 8601 (UTC);
+- set: distinct ``values`` and per-value sample counts; beyond the cap, a
+  bloom filter (base64 in the JSON).
+
+Every aggregate also has ``count`` (samples) and ``nulls``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from atdata.manifest._fields import Column
+
+__all__ = [
+    "CARDINALITY_CAP",
+    "HISTOGRAM_BINS",
+    "BloomFilter",
+    "FieldStats",
+    "compute",
+    "merge",
+]
+
+CARDINALITY_CAP = 1000
+"""Most distinct values listed per field and shard before a bloom filter is used."""
+HISTOGRAM_BINS = 16
+TOP_VALUES = 20
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+# -- values <-> JSON ------------------------------------------------------------------
+
+
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """An aware UTC datetime (naive ones are taken to be UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _micros(value: dt.datetime) -> int:
+    delta = to_utc(value) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_micros(us: float) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=round(us))
+
+
+def key_to_json(value: Any, value_type: str) -> str:
+    """A value as a JSON object key (counts are objects keyed by value)."""
+    if value_type == "bool":
+        return "true" if value else "false"
+    if value_type == "datetime":
+        return to_utc(value).isoformat()
+    if value_type == "float":
+        return repr(float(value))
+    return str(value)
+
+
+def key_from_json(text: str, value_type: str) -> Any:
+    """Inverse of :func:`key_to_json`."""
+    if value_type == "bool":
+        return text == "true"
+    if value_type == "int":
+        return int(text)
+    if value_type == "float":
+        return float(text)
+    if value_type == "datetime":
+        return to_utc(dt.datetime.fromisoformat(text))
+    return text
+
+
+def _num_to_json(value: float | int | None) -> float | int | str | None:
+    # JSON has no NaN or infinity; spell them as strings so any JSON reader copes.
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _num_from_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return float(value)
+    return value
+
+
+# -- bloom filter -------------------------------------------------------------------
+
+
+def _canonical(value: Any) -> bytes:
+    """Bytes that identify a value across types (``3`` and ``3.0`` hash alike)."""
+    if isinstance(value, bool):
+        return b"b1" if value else b"b0"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        return b"i" + str(value).encode()
+    if isinstance(value, float):
+        return b"f" + repr(value).encode()
+    if isinstance(value, dt.datetime):
+        return b"t" + str(_micros(value)).encode()
+    return b"s" + str(value).encode("utf-8")
+
+
+class BloomFilter:
+    """A bloom filter over values: ``value in bloom`` may say yes wrongly, never no wrongly.
+
+    Hashing is BLAKE2b-128 split into two 64-bit halves, combined by double
+    hashing (``h1 + i * h2``); the JSON form records this so other readers can
+    reproduce it.
+
+    Example:
+        >>> bloom = BloomFilter.from_values(["dog", "cat"])
+        >>> "dog" in bloom
+        True
+    """
+
+    HASH = "blake2b-128-double"
+
+    def __init__(self, num_bits: int, num_hashes: int, bits: bytearray | None = None) -> None:
+        self.num_bits = num_bits
+        self.num_hashes = num_hashes
+        self.bits = bits if bits is not None else bytearray((num_bits + 7) // 8)
+
+    @classmethod
+    def from_values(cls, values: Iterable[Any], fp_rate: float = 0.01) -> BloomFilter:
+        """A filter sized for ``values`` at the given false-positive rate."""
+        items = list(values)
+        n = max(len(items), 1)
+        num_bits = max(64, math.ceil(-n * math.log(fp_rate) / math.log(2) ** 2))
+        num_hashes = max(1, round(num_bits / n * math.log(2)))
+        bloom = cls(num_bits, num_hashes)
+        for item in items:
+            bloom.add(item)
+        return bloom
+
+    def _positions(self, value: Any) -> list[int]:
+        digest = hashlib.blake2b(_canonical(value), digest_size=16).digest()
+        h1 = int.from_bytes(digest[:8], "little")
+        h2 = int.from_bytes(digest[8:], "little") | 1
+        return [(h1 + i * h2) % self.num_bits for i in range(self.num_hashes)]
+
+    def add(self, value: Any) -> None:
+        """Add one value."""
+        for pos in self._positions(value):
+            self.bits[pos >> 3] |= 1 << (pos & 7)
+
+    def __contains__(self, value: Any) -> bool:
+        return all(self.bits[pos >> 3] & (1 << (pos & 7)) for pos in self._positions(value))
+
+    def to_json(self) -> dict[str, Any]:
+        """The filter as JSON: sizes, hash scheme and base64 bits."""
+        return {
+            "num_bits": self.num_bits,
+            "num_hashes": self.num_hashes,
+            "hash": self.HASH,
+            "bits": base64.b64encode(bytes(self.bits)).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BloomFilter:
+        """Rebuild a filter from :meth:`to_json` output."""
+        bits = bytearray(base64.b64decode(data["bits"]))
+        return cls(int(data["num_bits"]), int(data["num_hashes"]), bits)
+
+
+# -- computing ------------------------------------------------------------------------
+
+
+def compute(column: Column, array: pa.Array, *, naive_times: bool = False) -> dict[str, Any]:
+    """The JSON-able aggregate of one manifest column of one shard.
+
+    Args:
+        column: the column's description.
+        array: its values, one per sample.
+        naive_times: the datetimes written were naive (recorded, so readers can
+            hand the same kind back).
+    """
+    out: dict[str, Any] = {
+        "kind": column.kind,
+        "type": column.value_type,
+        "count": len(array),
+        "nulls": array.null_count,
+    }
+    if column.kind == "numeric":
+        out.update(_numeric(array, column.value_type))
+        if column.value_type == "datetime":
+            out["timezone"] = None if naive_times else "UTC"
+    elif column.kind == "set":
+        out.update(_set(array, column.value_type))
+    else:
+        out.update(_counts(array, column.value_type))
+    return out
+
+
+def _numeric(array: pa.Array, value_type: str) -> dict[str, Any]:
+    valid = pc.drop_null(array)
+    if value_type == "datetime":
+        values = np.asarray(valid.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    elif value_type == "str":  # a text field declared numeric: order only
+        bounds = pc.min_max(valid)
+        return {"min": bounds["min"].as_py(), "max": bounds["max"].as_py()}
+    else:
+        values = np.asarray(valid.to_numpy(zero_copy_only=False))
+    if value_type == "bool":
+        values = values.astype(np.int64)
+    out: dict[str, Any] = {}
+    nans = 0
+    if values.dtype.kind == "f":
+        is_nan = np.isnan(values)
+        nans = int(is_nan.sum())
+        values = values[~is_nan]
+        out["nans"] = nans
+    if len(values) == 0:
+        out.update(min=None, max=None, mean=None, histogram=None)
+        return out
+    lo, hi = values.min(), values.max()
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    mean = float(np.mean(values.astype(np.float64))) if len(values) else None
+    histogram: dict[str, list[Any]] | None = None
+    if len(finite):
+        f_lo, f_hi = float(finite.min()), float(finite.max())
+        if f_lo == f_hi:  # one value: one zero-width bin (numpy would widen it by 0.5)
+            histogram = {"edges": [f_lo, f_hi], "counts": [len(finite)]}
+        else:
+            counts, edges = np.histogram(
+                finite.astype(np.float64), bins=HISTOGRAM_BINS, range=(f_lo, f_hi)
+            )
+            histogram = {"edges": edges.tolist(), "counts": counts.tolist()}
+    if value_type == "datetime":
+        out.update(
+            min=_from_micros(int(lo)).isoformat(),
+            max=_from_micros(int(hi)).isoformat(),
+            mean=_from_micros(mean).isoformat() if mean is not None else None,
+        )
+        if histogram is not None:
+            histogram["edges"] = [_from_micros(e).isoformat() for e in histogram["edges"]]
+        out["histogram"] = histogram
+        return out
+    if value_type in ("int", "bool"):
+        out.update(min=int(lo), max=int(hi))
+    else:
+        out.update(min=_num_to_json(float(lo)), max=_num_to_json(float(hi)))
+    out.update(mean=_num_to_json(mean), histogram=histogram)
+    return out
+
+
+def _value_counts(array: pa.Array) -> list[tuple[Any, int]]:
+    counted = pc.value_counts(array)
+    values = counted.field("values").to_pylist()
+    counts = counted.field("counts").to_pylist()
+    pairs = [(v, c) for v, c in zip(values, counts, strict=True) if v is not None]
+    pairs.sort(key=lambda p: (-p[1], str(p[0])))
+    return pairs
+
+
+def _summary(pairs: list[tuple[Any, int]], value_type: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"distinct": len(pairs)}
+    if len(pairs) <= CARDINALITY_CAP:
+        out["counts"] = {key_to_json(v, value_type): c for v, c in pairs}
+    else:
+        out["top"] = {key_to_json(v, value_type): c for v, c in pairs[:TOP_VALUES]}
+        out["bloom"] = BloomFilter.from_values(v for v, _ in pairs).to_json()
+    return out
+
+
+def _counts(array: pa.Array, value_type: str) -> dict[str, Any]:
+    return _summary(_value_counts(array), value_type)
+
+
+def _set(array: pa.Array, value_type: str) -> dict[str, Any]:
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    flat = pc.list_flatten(array)
+    parents = pc.list_parent_indices(array)
+    # one count per sample that holds a value, however often it repeats there
+    pairs = pa.table({"p": parents, "v": flat}).group_by(["p", "v"]).aggregate([])
+    out = _summary(_value_counts(pairs.column("v")), value_type)
+    lengths = pc.list_value_length(array)
+    out["empty"] = int(pc.sum(pc.equal(lengths, 0)).as_py() or 0)
+    if "counts" in out:
+        out["values"] = sorted(out["counts"])
+    return out
+
+
+# -- reading back, for pruning ------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FieldStats:
+    """A shard's aggregate of one field, parsed for the query planner.
+
+    ``values`` maps each distinct value to its count when the shard listed them
+    (categorical and set fields under the cap), else ``bloom`` holds them.
+    ``min``/``max`` are numbers, or aware UTC datetimes.
+    """
+
+    kind: str
+    value_type: str
+    count: int
+    nulls: int
+    nans: int = 0
+    empty: int = 0
+    values: dict[Any, int] | None = None
+    bloom: BloomFilter | None = None
+    min: Any = None
+    max: Any = None
+
+    @property
+    def non_null(self) -> int:
+        """Samples with a value."""
+        return self.count - self.nulls
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FieldStats:
+        """Parse one field's aggregate from a manifest JSON."""
+        vt = data.get("type", "str")
+        stats = cls(
+            kind=data.get("kind", "categorical"),
+            value_type=vt,
+            count=int(data.get("count", 0)),
+            nulls=int(data.get("nulls", 0)),
+            nans=int(data.get("nans", 0)),
+            empty=int(data.get("empty", 0)),
+        )
+        if "counts" in data:
+            counts = data["counts"]
+            if vt != "str":
+                counts = {key_from_json(k, vt): int(c) for k, c in counts.items()}
+            stats.values = counts
+        if "bloom" in data:
+            stats.bloom = BloomFilter.from_json(data["bloom"])
+        if stats.kind == "numeric":
+            lo, hi = data.get("min"), data.get("max")
+            if vt == "datetime":
+                stats.min = None if lo is None else to_utc(dt.datetime.fromisoformat(lo))
+                stats.max = None if hi is None else to_utc(dt.datetime.fromisoformat(hi))
+            else:
+                stats.min, stats.max = _num_from_json(lo), _num_from_json(hi)
+        return stats
+
+    def may_hold(self, value: Any) -> bool:
+        """False only when no sample of the shard has ``value``."""
+        if self.values is not None:
+            return value in self.values
+        if self.bloom is not None:
+            return value in self.bloom
+        return True
+
+
+# -- merging, for describe -------------------------------------------------------------------
+
+
+def merge(aggregates: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One dataset-wide summary from the aggregates of one field in many shards."""
+    first = aggregates[0]
+    kind = first.get("kind", "categorical")
+    types = {a.get("type") for a in aggregates}
+    if len(types) == 1:
+        vt = first.get("type", "str")
+    else:
+        vt = "float" if types <= {"int", "float"} else "mixed"
+    out: dict[str, Any] = {
+        "kind": kind,
+        "type": vt,
+        "count": sum(int(a.get("count", 0)) for a in aggregates),
+        "nulls": sum(int(a.get("nulls", 0)) for a in aggregates),
+        "shards": len(aggregates),
+    }
+    if kind == "numeric":
+        out.update(_merge_numeric(aggregates, vt))
+    else:
+        out.update(_merge_counts(aggregates, kind))
+    return out
+
+
+def _merge_counts(aggregates: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
+    totals: dict[str, int] = {}
+    exact = True
+    for agg in aggregates:
+        counts = agg.get("counts")
+        if counts is None:
+            exact = False
+            counts = agg.get("top", {})
+        for key, n in counts.items():
+            totals[key] = totals.get(key, 0) + int(n)
+    ranked = dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
+    out: dict[str, Any] = {}
+    if exact:
+        out["distinct"] = len(ranked)
+        out["counts"] = ranked
+        if kind == "set":
+            out["values"] = sorted(ranked)
+    else:
+        out["distinct_at_least"] = max(int(a.get("distinct", 0)) for a in aggregates)
+        out["top"] = dict(list(ranked.items())[:TOP_VALUES])
+    if kind == "set":
+        out["empty"] = sum(int(a.get("empty", 0)) for a in aggregates)
+    return out
+
+
+def _merge_numeric(aggregates: Sequence[dict[str, Any]], vt: str) -> dict[str, Any]:
+    is_time = vt == "datetime"
+
+    def num(value: Any) -> float | None:
+        if value is None:
+            return None
+        if is_time:
+            return float(_micros(dt.datetime.fromisoformat(value)))
+        return float(_num_from_json(value))
+
+    present = [a for a in aggregates if a.get("min") is not None]
+    out: dict[str, Any] = {"nans": sum(int(a.get("nans", 0)) for a in aggregates)}
+    if not present:
+        out.update(min=None, max=None, mean=None, histogram=None)
+        return out
+    if vt == "str":
+        out.update(min=min(a["min"] for a in present), max=max(a["max"] for a in present))
+        return out
+    lows = [num(a["min"]) for a in present]
+    highs = [num(a["max"]) for a in present]
+    lo, hi = min(v for v in lows if v is not None), max(v for v in highs if v is not None)
+    weights = [int(a["count"]) - int(a.get("nulls", 0)) - int(a.get("nans", 0)) for a in present]
+    means = [num(a.get("mean")) for a in present]
+    total = sum(w for w, m in zip(weights, means, strict=True) if m is not None)
+    mean = (
+        sum(w * m for w, m in zip(weights, means, strict=True) if m is not None) / total
+        if total
+        else None
+    )
+    histogram = _merge_histograms([a.get("histogram") for a in present], num)
+    if is_time:
+        out.update(
+            min=_from_micros(lo).isoformat(),
+            max=_from_micros(hi).isoformat(),
+            mean=_from_micros(mean).isoformat() if mean is not None else None,
+        )
+        if histogram is not None:
+            histogram["edges"] = [_from_micros(e).isoformat() for e in histogram["edges"]]
+    else:
+        as_int = vt in ("int", "bool")
+        out.update(
+            min=int(lo) if as_int else _num_to_json(lo),
+            max=int(hi) if as_int else _num_to_json(hi),
+            mean=_num_to_json(mean),
+        )
+    out["histogram"] = histogram
+    return out
+
+
+def _merge_histograms(histograms: Sequence[Any], num: Any) -> dict[str, Any] | None:
+    """Re-bin shard histograms onto common edges (a bin's count is spread evenly over it)."""
+    parts = [
+        ([num(e) for e in h["edges"]], h["counts"]) for h in histograms if h and h.get("counts")
+    ]
+    if not parts:
+        return None
+    lo = min(edges[0] for edges, _ in parts)
+    hi = max(edges[-1] for edges, _ in parts)
+    if lo == hi:
+        return {"edges": [lo, hi], "counts": [sum(sum(c) for _, c in parts)]}
+    edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
+    merged = np.zeros(HISTOGRAM_BINS)
+    for shard_edges, counts in parts:
+        for i, count in enumerate(counts):
+            a, b = shard_edges[i], shard_edges[i + 1]
+            if not count:
+                continue
+            if a == b:
+                j = min(int(np.searchsorted(edges, a, side="right")) - 1, HISTOGRAM_BINS - 1)
+                merged[max(j, 0)] += count
+                continue
+            overlap = np.clip(np.minimum(edges[1:], b) - np.maximum(edges[:-1], a), 0, None)
+            merged += count * overlap / (b - a)
+    # round to whole samples without losing any: largest remainders get the spare ones
+    total = round(float(merged.sum()))
+    rounded = np.floor(merged).astype(np.int64)
+    spare = total - int(rounded.sum())
+    if spare > 0:
+        rounded[np.argsort(rounded - merged)[:spare]] += 1
+    return {"edges": edges.tolist(), "counts": rounded.tolist()}

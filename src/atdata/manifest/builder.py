@@ -1,0 +1,356 @@
+"""Writing manifests: ``ManifestBuilder`` (fed by ``ShardWriter``) and ``build`` for old shards.
+
+``ShardWriter(..., manifest=True)`` creates one :class:`ManifestBuilder` per
+shard, calls :meth:`~ManifestBuilder.add` for every sample it writes and
+:meth:`~ManifestBuilder.commit` once the tar is in place. ``add`` only appends
+to Python lists; Arrow arrays, aggregates and files are built at commit.
+
+Example:
+    >>> import atdata
+    >>> atdata.manifest.build("data/shard-{000000..000009}.tar")   # doctest: +SKIP
+    ['data/shard-000000.tar', ...]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from atdata import __version__
+from atdata import observability as obs
+from atdata.errors import ManifestError, ShardCorruptError
+from atdata.manifest import _aggregates
+from atdata.manifest._fields import Column, columns_of, infer_field_type, infer_schema, to_arrow
+from atdata.manifest._format import (
+    FORMAT_VERSION,
+    KEY,
+    OFFSET,
+    SIZE,
+    dumps,
+    json_url,
+    parquet_url,
+    shard_id,
+)
+from atdata.sample import FieldSpec, Schema, schema_of
+from atdata.storage import expand_urls, store_for
+
+__all__ = ["ManifestBuilder", "build"]
+
+_RAW = msgspec.msgpack.Decoder()
+
+
+class ManifestBuilder:
+    """Collects one shard's manifest rows while it is written; writes both files at commit.
+
+    Args:
+        url: the shard's URL (the manifest files go beside it).
+        schema: the sample schema; None infers the manifest fields from the
+            first sample (str/bool -> categorical, int/float/datetime ->
+            numeric, list[str] -> set).
+        provenance: ``source_job_id``, ``parent_shards``, ``pipeline_version``,
+            ``created_at`` (default: now) and any other JSON-able facts.
+
+    Example:
+        >>> builder = ManifestBuilder("out/shard-000000.tar", schema=None, provenance={})
+        >>> builder.add("a", 0, 1024, {"label": "cat", "score": 0.5}, b"")
+        >>> builder.commit(size_bytes=10240, checksum_sha256="...")   # doctest: +SKIP
+    """
+
+    def __init__(
+        self, url: str, *, schema: Schema | None = None, provenance: Mapping[str, Any] | None = None
+    ) -> None:
+        self.url = url
+        self.schema = schema
+        self.provenance = dict(provenance or {})
+        self.header: dict[str, Any] | None = None
+        self._keys: list[str] = []
+        self._offsets: list[int] = []
+        self._sizes: list[int] = []
+        self._columns: list[Column] | None = None
+        self._names: tuple[str, ...] = ()
+        self._pick: Callable[[Any], tuple[Any, ...]] = lambda values: ()
+        self._rows: list[tuple[Any, ...]] = []
+        self._values: dict[str, list[Any]] | None = None
+        self._inferred = schema is None
+        if schema is not None:
+            self._use_columns(columns_of(schema))
+
+    def _use_columns(self, columns: list[Column]) -> None:
+        self._columns = columns
+        self._names = tuple(c.name for c in columns)
+        if len(self._names) > 1:
+            self._pick = operator.itemgetter(*self._names)  # one C call per sample
+        elif self._names:
+            only = self._names[0]
+            self._pick = lambda values: (values[only],)
+
+    def _pick_loosely(self, values: Any) -> tuple[Any, ...]:
+        """The manifest fields of a sample that lacks some (they read as None)."""
+        get = values.get
+        return tuple(get(name) for name in self._names)
+
+    def _columns_values(self) -> dict[str, list[Any]]:
+        """The collected rows as one list per column (built once, at commit)."""
+        if self._values is None:
+            transposed = zip(*self._rows, strict=True) if self._rows else [[]] * len(self._names)
+            self._values = {n: list(col) for n, col in zip(self._names, transposed, strict=True)}
+        return self._values
+
+    @property
+    def num_samples(self) -> int:
+        """Samples added so far."""
+        return len(self._keys)
+
+    def add(self, key: str, offset: int, span: int, fields: Any, packed: bytes) -> None:
+        """Record one sample.
+
+        Args:
+            key: its key.
+            offset: byte offset of its tar header in the shard.
+            span: bytes of its tar member, header and padding included.
+            fields: the sample (a ``@packable`` instance, a ``DictSample`` or a
+                dict of field values), or None to decode ``packed``.
+            packed: its msgpack bytes (decoded only when ``fields`` is None).
+        """
+        self._keys.append(key)
+        self._offsets.append(offset)
+        self._sizes.append(span)
+        if fields is None:
+            values = _RAW.decode(packed)
+        elif type(fields) is dict or isinstance(fields, Mapping):
+            values = fields  # a dict of values or a DictSample
+        else:
+            values = fields.__dict__  # packable samples keep their fields there
+        if self._columns is None:
+            self._start_inferring(values)
+        try:
+            self._rows.append(self._pick(values))
+        except KeyError:
+            self._rows.append(self._pick_loosely(values))
+
+    def _start_inferring(self, first: Mapping[str, Any]) -> None:
+        """Pick the columns of an untyped shard from its first sample."""
+        self.schema = infer_schema(dict(first))
+        names = [
+            f.name
+            for f in self.schema.fields
+            if f.manifest is not None or (first.get(f.name) is None)
+        ]
+        # types are settled at commit, from the first value that is not None
+        self._use_columns([Column(n, "", "") for n in names])
+
+    def _settle_inferred(self) -> list[Column]:
+        """Final columns of an untyped shard: each typed by its first non-null value."""
+        assert self.schema is not None and self._columns is not None
+        columns: list[Column] = []
+        specs = {f.name: f for f in self.schema.fields}
+        collected = self._columns_values()
+        for name in list(collected):
+            value = next((v for v in collected[name] if v is not None), None)
+            ft = infer_field_type(value)
+            if ft is None:
+                del specs[name]  # never seen with a value: nothing to index or record
+                continue
+            optional = any(v is None for v in collected[name])
+            ft = dataclasses.replace(ft, optional=True) if optional else ft
+            kind = ft.default_manifest_kind()
+            specs[name] = FieldSpec(name, ft, kind)
+            if kind is not None:
+                columns.extend(columns_of(Schema("x", "1.0.0", (specs[name],))))
+        self.schema = Schema(self.schema.name, self.schema.version, tuple(specs.values()))
+        return columns
+
+    def commit(self, *, size_bytes: int, checksum_sha256: str) -> dict[str, Any]:
+        """Write ``<shard>.manifest.parquet``, then ``<shard>.manifest.json`` last.
+
+        Args:
+            size_bytes: bytes of the committed tar.
+            checksum_sha256: its SHA-256, hex.
+
+        Returns:
+            The manifest JSON written, as a dict.
+        """
+        with obs.trace("manifest_commit", shard=self.url, samples=self.num_samples):
+            columns = self._settle_inferred() if self._inferred else list(self._columns or [])
+            arrays: dict[str, pa.Array] = {
+                KEY: pa.array(self._keys, pa.string()),
+                OFFSET: pa.array(self._offsets, pa.int64()),
+                SIZE: pa.array(self._sizes, pa.int64()),
+            }
+            aggregates: dict[str, Any] = {}
+            time_bounds: dict[str, Any] = {}
+            for column in columns:
+                values = self._columns_values()[column.name]
+                array = to_arrow(column, values)
+                arrays[column.name] = array
+                naive = False
+                if column.value_type == "datetime":
+                    first = next((v for v in values if v is not None), None)
+                    naive = isinstance(first, str) or (
+                        isinstance(first, dt.datetime) and first.tzinfo is None
+                    )
+                agg = _aggregates.compute(column, array, naive_times=naive)
+                aggregates[column.name] = agg
+                if column.value_type == "datetime" and column.kind == "numeric":
+                    time_bounds[column.name] = {"min": agg.get("min"), "max": agg.get("max")}
+            table = pa.table(arrays)
+            sink = pa.BufferOutputStream()
+            # Keys, offsets and sizes are unique per row: dictionary pages only slow them down.
+            dictionary = [f"{c.name}.list.element" if c.kind == "set" else c.name for c in columns]
+            pq.write_table(table, sink, use_dictionary=dictionary or False)
+            parquet_bytes = sink.getvalue().to_pybytes()
+            header = self._header(size_bytes, checksum_sha256, aggregates, time_bounds)
+            header["parquet"] = {
+                "file": parquet_url(self.url).rsplit("/", 1)[-1],
+                "size_bytes": len(parquet_bytes),
+            }
+            store, _ = store_for(self.url)
+            # The JSON goes last: until it exists the shard is invisible to queries.
+            store.write(store_for(parquet_url(self.url))[1], parquet_bytes)
+            store.write(store_for(json_url(self.url))[1], dumps(header))
+        self.header = header
+        return header
+
+    def _header(
+        self,
+        size_bytes: int,
+        checksum: str,
+        aggregates: dict[str, Any],
+        time_bounds: dict[str, Any],
+    ) -> dict[str, Any]:
+        provenance: dict[str, Any] = {
+            "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            "source_job_id": None,
+            "parent_shards": [],
+            "pipeline_version": None,
+        }
+        provenance.update(self.provenance)
+        parents = provenance.get("parent_shards")
+        if isinstance(parents, str):
+            provenance["parent_shards"] = [parents]
+        elif parents is not None:
+            provenance["parent_shards"] = list(parents)
+        schema = self.schema or Schema("DictSample", "1.0.0", ())
+        return {
+            "format_version": FORMAT_VERSION,
+            "shard_id": shard_id(self.url),
+            "shard": self.url.rstrip("/").rsplit("/", 1)[-1],
+            "schema": schema.to_json(),
+            "provenance": provenance,
+            "num_samples": len(self._keys),
+            "size_bytes": int(size_bytes),
+            "checksum_sha256": checksum,
+            "keys": {
+                "min": min(self._keys) if self._keys else None,
+                "max": max(self._keys) if self._keys else None,
+            },
+            "time_bounds": time_bounds,
+            "aggregates": aggregates,
+            "created_by": f"atdata {__version__}",
+        }
+
+
+# -- manifests for shards that have none --------------------------------------------------
+
+
+class _HashingReader:
+    """A read-only stream wrapper that hashes and counts every byte read."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(8 << 20):
+            pass
+
+
+def _build_one(url: str, sample_type: type | None, provenance: Mapping[str, Any]) -> None:
+    from atdata.shards._tar import TarFormatError, iter_members
+    from atdata.shards.reader import split_key
+
+    schema = schema_of(sample_type) if sample_type is not None else None
+    decode: Callable[[memoryview, str], Any]
+    if sample_type is not None:
+        decode = sample_type.from_bytes  # type: ignore[attr-defined]
+    else:
+        decode = lambda data, key: _RAW.decode(data)  # noqa: E731
+    builder = ManifestBuilder(url, schema=schema, provenance=provenance)
+    store, path = store_for(url)
+    with store.open(path) as raw:
+        stream = _HashingReader(raw)
+        try:
+            for member in iter_members(stream):  # type: ignore[arg-type]
+                key, ext = split_key(member.name)
+                if ext != "msgpack":
+                    raise ManifestError(
+                        f"{url}: member {member.name!r} is not an atdata sample (.msgpack); "
+                        "manifests can only be built for atdata shards",
+                        url=url,
+                    )
+                builder.add(key, member.offset, member.span, decode(member.data, key), b"")
+        except TarFormatError as exc:
+            raise ShardCorruptError(url, exc.offset, exc.reason) from None
+        stream.drain()
+    builder.commit(size_bytes=stream.size, checksum_sha256=stream.hash.hexdigest())
+
+
+def build(
+    urls: str | Sequence[str],
+    sample_type: type | None = None,
+    *,
+    overwrite: bool = False,
+    provenance: Mapping[str, Any] | None = None,
+    max_workers: int = 4,
+) -> list[str]:
+    """Write manifests for existing shards that lack one (each shard is read once).
+
+    Args:
+        urls: shard URLs, brace patterns or globs.
+        sample_type: the ``@packable`` type the shards hold; None infers the
+            manifest fields from each shard's first sample.
+        overwrite: rebuild manifests that already exist too.
+        provenance: recorded in each manifest (``source_job_id``...).
+        max_workers: shards processed at once.
+
+    Returns:
+        The shard URLs whose manifests were written, in order.
+
+    Raises:
+        ShardCorruptError: a shard does not parse.
+        SchemaMismatchError: samples do not fit ``sample_type``.
+
+    Example:
+        >>> atdata.manifest.build("data/shard-*.tar", ImageSample)   # doctest: +SKIP
+    """
+    shards = expand_urls(urls)
+    todo = []
+    for url in shards:
+        store, path = store_for(json_url(url))
+        if overwrite or not store.exists(path):
+            todo.append(url)
+    prov = {"built_by": "atdata.manifest.build", **(provenance or {})}
+    if not todo:
+        return []
+    workers = max(1, min(max_workers, len(todo)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = pool.map(lambda u: _build_one(u, sample_type, prov), todo)
+        for url, _ in zip(todo, done, strict=True):
+            obs.log_event("manifest built", shard=url)
+    return todo

@@ -1,0 +1,739 @@
+"""Queries over manifests: ``Dataset.query``, ``get``, ``describe`` and materialised views.
+
+A ``where=`` query runs in two phases:
+
+1. **plan** — every shard's manifest JSON is loaded (concurrently) and the
+   predicate is judged against its aggregates; shards that cannot hold a match
+   are skipped without opening their parquet file;
+2. **scan** — the remaining shards' manifest rows are filtered vectorised
+   (``pyarrow.compute``); the parts of a predicate that could not be translated
+   are settled by calling it on the rows still undecided.
+
+A ``sql=`` query hands a ``WHERE`` clause to DuckDB over the same rows.
+
+Example:
+    >>> result = ds.query(where=lambda m: m.confidence > 0.9 and m.label in ["dog", "cat"])
+    >>> len(result), result.shards_pruned, result.shards_scanned      # doctest: +SKIP
+    >>> sample = ds.get_sample(result[0])                             # doctest: +SKIP
+    >>> subset = result.materialize("out/shard-%06d.tar")             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import dataclasses
+import io
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from atdata import observability as obs
+from atdata.errors import QueryError, SampleNotFoundError, ShardCorruptError
+from atdata.manifest._aggregates import merge
+from atdata.manifest._expr import Lit, Predicate, bounds, compile_where, evaluate
+from atdata.manifest._fields import Column
+from atdata.manifest._format import KEY, OFFSET, SIZE, ShardManifest
+from atdata.manifest._sql import sql_predicate
+from atdata.manifest.loader import concurrent_map, load_all, missing_manifest
+from atdata.sample import DictSample
+from atdata.storage import is_local, store_for
+
+if TYPE_CHECKING:
+    from atdata.dataset import Dataset
+
+__all__ = [
+    "QueryResult",
+    "SampleLocation",
+    "describe_dataset",
+    "locate_key",
+    "run_query",
+]
+
+_KEY_COLUMN = Column(KEY, "categorical", "str")
+_COALESCE_GAP = 1 << 20  # read neighbouring samples with one request when this close
+_MAX_RUN = 64 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleLocation:
+    """Where a sample lives: its shard, key, and the byte range of its tar member.
+
+    ``offset`` is the byte offset of the sample's tar header, ``size`` the
+    bytes of its member (header and padding included), so one range read
+    fetches it: ``ds.get_sample(loc)``.
+    """
+
+    shard: str
+    key: str
+    offset: int
+    size: int
+
+
+@dataclasses.dataclass
+class _Part:
+    """The matches in one shard."""
+
+    shard: str
+    keys: pa.Array
+    offsets: np.ndarray
+    sizes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def location(self, i: int) -> SampleLocation:
+        return SampleLocation(
+            self.shard, self.keys[i].as_py(), int(self.offsets[i]), int(self.sizes[i])
+        )
+
+    def locations(self) -> Iterator[SampleLocation]:
+        shard = self.shard
+        for key, offset, size in zip(
+            self.keys.to_pylist(), self.offsets.tolist(), self.sizes.tolist(), strict=True
+        ):
+            yield SampleLocation(shard, key, offset, size)
+
+
+class QueryResult(Sequence[SampleLocation]):
+    """The samples a query matched, as :class:`SampleLocation` s in dataset order.
+
+    Locations are built on access, so a result of millions of samples stays
+    small. ``shards_pruned`` shards were ruled out by their aggregates (their
+    rows were never read), ``shards_scanned`` had their rows filtered.
+
+    Example:
+        >>> result = ds.query(where=lambda m: m.label == "dog")
+        >>> result.count, result.shards_pruned, result.shards_scanned   # doctest: +SKIP
+        >>> for loc in result:
+        ...     sample = ds.get_sample(loc)
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset[Any],
+        parts: Sequence[_Part],
+        *,
+        shards_pruned: int,
+        shards_scanned: int,
+        shards_without_manifest: int = 0,
+        predicate: str = "",
+        vectorized: bool = True,
+        seconds: float = 0.0,
+    ) -> None:
+        self.dataset = dataset
+        self._parts = [p for p in parts if len(p)]
+        self._starts = np.cumsum([0] + [len(p) for p in self._parts]).tolist()
+        self.shards_pruned = shards_pruned
+        self.shards_scanned = shards_scanned
+        self.shards_without_manifest = shards_without_manifest
+        self.predicate = predicate
+        self.vectorized = vectorized
+        self.seconds = seconds
+
+    @property
+    def count(self) -> int:  # type: ignore[override]
+        """Number of matching samples (a property, unlike ``Sequence.count(value)``)."""
+        return int(self._starts[-1])
+
+    def __len__(self) -> int:
+        return self.count
+
+    @overload
+    def __getitem__(self, index: int) -> SampleLocation: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[SampleLocation]: ...
+
+    def __getitem__(self, index: int | slice) -> SampleLocation | list[SampleLocation]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"query result index {index} out of range ({n} matches)")
+        part = bisect.bisect_right(self._starts, index) - 1
+        return self._parts[part].location(index - self._starts[part])
+
+    def __iter__(self) -> Iterator[SampleLocation]:
+        for part in self._parts:
+            yield from part.locations()
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    @property
+    def shards(self) -> list[str]:
+        """The shards holding at least one match, in order."""
+        return [p.shard for p in self._parts]
+
+    @property
+    def keys(self) -> list[str]:
+        """The matching keys, in dataset order."""
+        return [k for p in self._parts for k in p.keys.to_pylist()]
+
+    def to_arrow(self) -> pa.Table:
+        """The matches as a table with columns ``shard``, ``key``, ``offset``, ``size``."""
+        if not self._parts:
+            return pa.table(
+                {
+                    "shard": pa.array([], pa.string()),
+                    "key": pa.array([], pa.string()),
+                    "offset": pa.array([], pa.int64()),
+                    "size": pa.array([], pa.int64()),
+                }
+            )
+        return pa.table(
+            {
+                "shard": pa.array([p.shard for p in self._parts for _ in range(len(p))]),
+                "key": pa.concat_arrays([p.keys.cast(pa.string()) for p in self._parts]),
+                "offset": np.concatenate([p.offsets for p in self._parts]),
+                "size": np.concatenate([p.sizes for p in self._parts]),
+            }
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"QueryResult(count={self.count}, shards_scanned={self.shards_scanned}, "
+            f"shards_pruned={self.shards_pruned}, predicate={self.predicate!r})"
+        )
+
+    # -- materialised views ------------------------------------------------------------
+
+    def read(self) -> Iterator[tuple[SampleLocation, bytes]]:
+        """Each match's location and msgpack bytes, in order, with few range reads.
+
+        Neighbouring samples of a shard are fetched with one request; shards
+        are fetched concurrently a few at a time.
+        """
+        parts = self._parts
+        remote = any(not is_local(p.shard) for p in parts)
+        window = 8 if remote else 1
+        for start in range(0, len(parts), window):
+            batch = parts[start : start + window]
+            for chunk in concurrent_map(_read_part, batch, remote=remote):
+                yield from chunk
+
+    def materialize(
+        self, pattern: str, *, provenance: Mapping[str, Any] | None = None, **writer_options: Any
+    ) -> Dataset[Any]:
+        """Copy the matching samples into a new dataset, with manifests.
+
+        The samples' bytes are copied as stored (no re-encoding); the new
+        shards' manifests record the source shards as ``parent_shards``.
+
+        Args:
+            pattern: output shard pattern, e.g. ``"out/shard-%06d.tar"`` or ``s3://...``.
+            provenance: extra provenance for the new manifests.
+            **writer_options: passed to :class:`~atdata.ShardWriter` (``maxcount``...).
+
+        Returns:
+            A ``Dataset`` of the same sample type over the new shards.
+
+        Raises:
+            QueryError: the query matched nothing.
+
+        Example:
+            >>> dogs = ds.query(where=lambda m: m.label == "dog").materialize("dogs/%06d.tar")
+        """
+        from atdata.dataset import Dataset
+        from atdata.sample import WdsRecord
+        from atdata.shards import ShardWriter
+
+        if not self.count:
+            raise QueryError(
+                f"the query ({self.predicate}) matched no samples, so there is nothing to "
+                "materialize; check it with len(result) first"
+            )
+        ds = self.dataset
+        stored: type = getattr(ds, "_stored_type", ds.sample_type)
+        typed: Any = None if stored is DictSample else stored
+        if typed is None:
+            try:
+                typed = ds.schema.to_type()
+            except Exception:  # noqa: BLE001 - any failure: copy untyped records instead
+                typed = None
+        prov = {"parent_shards": self.shards, "query": self.predicate, **(provenance or {})}
+        writer_options.setdefault("manifest", True)
+        with ShardWriter(pattern, provenance=prov, **writer_options) as sink:
+            for loc, packed in self.read():
+                if typed is not None:
+                    sink.write(WdsRecord(loc.key, packed, typed.from_bytes(packed, loc.key)))
+                else:
+                    sink.write({"__key__": loc.key, "msgpack": packed})
+        out: Dataset[Any] = (
+            Dataset(sink.shards) if stored is DictSample else Dataset[stored](sink.shards)  # type: ignore[valid-type]
+        )
+        if ds.sample_type is not stored:
+            out = out.as_type(ds.sample_type)
+        obs.log_event("query materialized", samples=self.count, shards=len(sink.shards))
+        return out
+
+
+def _read_part(part: _Part) -> list[tuple[SampleLocation, bytes]]:
+    """One shard's matches, reading each run of neighbouring samples in one request."""
+    from atdata.shards._tar import BLOCK, TarFormatError, iter_members
+    from atdata.shards.reader import split_key
+
+    store, path = store_for(part.shard)
+    offsets, sizes = part.offsets.tolist(), part.sizes.tolist()
+    keys = part.keys.to_pylist()
+    out: list[tuple[SampleLocation, bytes]] = []
+    i = 0
+    while i < len(offsets):
+        j = i + 1
+        end = offsets[i] + sizes[i]
+        while (
+            j < len(offsets)
+            and offsets[j] - end <= _COALESCE_GAP
+            and offsets[j] + sizes[j] - offsets[i] <= _MAX_RUN
+        ):
+            end = max(end, offsets[j] + sizes[j])
+            j += 1
+        data = store.range(path, offsets[i], end - offsets[i])
+        for k in range(i, j):
+            start = offsets[k] - offsets[i]
+            chunk = data[start : start + sizes[k]]
+            loc = SampleLocation(part.shard, keys[k], offsets[k], sizes[k])
+            try:
+                member = next(iter_members(io.BytesIO(chunk + bytes(2 * BLOCK))))
+            except (TarFormatError, StopIteration):
+                raise ShardCorruptError(
+                    part.shard, offsets[k], "no tar member here (stale manifest?)", keys[k]
+                ) from None
+            found, _ = split_key(member.name)
+            if found != keys[k]:
+                raise ShardCorruptError(
+                    part.shard,
+                    offsets[k],
+                    f"expected sample {keys[k]!r}, found {found!r} (stale manifest? rebuild it "
+                    "with `atdata manifest build`)",
+                    keys[k],
+                )
+            out.append((loc, bytes(member.data)))
+        i = j
+    return out
+
+
+# -- planning and scanning ---------------------------------------------------------------
+
+
+def _known_columns(manifests: Sequence[ShardManifest]) -> dict[str, Column]:
+    """Every manifest field of the dataset (older shards may lack newer ones)."""
+    seen: dict[str, tuple[str, str]] = {}
+    for m in manifests:
+        for name, agg in m.header.get("aggregates", {}).items():
+            kind_type = (agg.get("kind", "categorical"), agg.get("type", "str"))
+            before = seen.setdefault(name, kind_type)
+            if before != kind_type and {before[1], kind_type[1]} <= {"int", "float", "bool"}:
+                seen[name] = (before[0], "float")  # a number field whose type widened
+    columns = {name: Column(name, kind, vt) for name, (kind, vt) in seen.items()}
+    columns[KEY] = _KEY_COLUMN
+    return columns
+
+
+def _naive_time_fields(manifests: Sequence[ShardManifest]) -> set[str]:
+    naive = set()
+    for m in manifests:
+        for name, agg in m.aggregates.items():
+            if agg.get("type") == "datetime" and agg.get("timezone", "UTC") is None:
+                naive.add(name)
+    return naive
+
+
+class ManifestRow:
+    """One manifest row, as the ``where=`` function sees it when it runs per row."""
+
+    __slots__ = ("_known", "_values")
+
+    def __init__(self, values: dict[str, Any], known: Mapping[str, Column]) -> None:
+        self._values = values
+        self._known = known
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            if name in self._known:
+                return None
+            if name.startswith("__") and name.endswith("__"):
+                raise AttributeError(name) from None
+            raise QueryError.unknown_field(
+                name, [c for c in self._known if not c.startswith("__")]
+            ) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.__getattr__(name)
+
+    def __repr__(self) -> str:
+        return f"ManifestRow({self._values!r})"
+
+
+def _per_row(
+    predicate: Predicate,
+    table: pa.Table,
+    known: Mapping[str, Column],
+    naive: set[str],
+    shards: Sequence[str],
+) -> np.ndarray:
+    """The Python predicate on each row (the fallback for what was not translated)."""
+    names = [c for c in table.column_names if c not in (OFFSET, SIZE, _SHARD)]
+    columns = {name: table.column(name).to_pylist() for name in names}
+    for name in naive & set(names):
+        columns[name] = [v.replace(tzinfo=None) if v is not None else None for v in columns[name]]
+    where = table.column(_SHARD).to_pylist()
+    fn = predicate.fn
+    out = np.zeros(table.num_rows, dtype=bool)
+    for i in range(table.num_rows):
+        values = {name: columns[name][i] for name in names}
+        try:
+            out[i] = bool(fn(ManifestRow(values, known)))
+        except QueryError:
+            raise
+        except TypeError as exc:
+            if any(v is None for v in values.values()):
+                continue  # a missing value compared: it does not match (as in SQL)
+            raise QueryError(
+                f"the where= function raised TypeError on sample {values.get(KEY)!r} of "
+                f"{shards[where[i]]}: {exc}"
+            ) from exc
+        except Exception as exc:  # reported with the row it failed on
+            raise QueryError(
+                f"the where= function raised {type(exc).__name__} on sample "
+                f"{values.get(KEY)!r} of {shards[where[i]]}: {exc}"
+            ) from exc
+    return out
+
+
+def _fill_types(known: Mapping[str, Column]) -> dict[str, pa.DataType]:
+    return {name: col.arrow_type for name, col in known.items()}
+
+
+_BATCH = 64
+"""Shards whose rows are read and filtered together: bounds memory, amortises overhead."""
+
+
+def _stack(tables: Sequence[pa.Table]) -> pa.Table:
+    """One table of many shards' rows, with each row's shard (its index) in ``__shard__``."""
+    tagged = [
+        t.append_column(_SHARD, pa.array(np.full(t.num_rows, i, dtype=np.int32)))
+        for i, t in enumerate(tables)
+    ]
+    return pa.concat_tables(tagged, promote_options="permissive")
+
+
+def _split(found: pa.Table, manifests: Sequence[ShardManifest]) -> list[_Part]:
+    """Matches (in shard order) cut back into one part per shard."""
+    shard_ids = np.asarray(found.column(_SHARD), dtype=np.int64)
+    keys = found.column(KEY).combine_chunks()
+    offsets = np.asarray(found.column(OFFSET), dtype=np.int64)
+    sizes = np.asarray(found.column(SIZE), dtype=np.int64)
+    cuts = (np.flatnonzero(np.diff(shard_ids)) + 1).tolist()
+    return [
+        _Part(manifests[int(shard_ids[a])].shard, keys[a:b], offsets[a:b], sizes[a:b])
+        for a, b in zip([0, *cuts], [*cuts, len(shard_ids)], strict=True)
+        if b > a
+    ]
+
+
+def _scan(
+    manifests: Sequence[ShardManifest],
+    columns: Sequence[str],
+    fill: Mapping[str, pa.DataType],
+    select: Callable[[pa.Table, Sequence[ShardManifest]], pa.Table],
+) -> list[_Part]:
+    """Read the shards' manifest rows a batch at a time and keep what ``select`` keeps.
+
+    ``select`` gets a batch's rows (with ``__shard__``) and returns the matching
+    rows, in shard then row order.
+    """
+    remote = any(not is_local(m.shard) for m in manifests)
+    parts: list[_Part] = []
+    for start in range(0, len(manifests), _BATCH):
+        batch = manifests[start : start + _BATCH]
+        tables = concurrent_map(lambda m: m.read_table(columns, fill=fill), batch, remote=remote)
+        parts.extend(_split(select(_stack(tables), batch), batch))
+    return parts
+
+
+def _where_selector(
+    predicate: Predicate, known: Mapping[str, Column], naive: set[str]
+) -> Callable[[pa.Table, Sequence[ShardManifest]], pa.Table]:
+    def select(table: pa.Table, batch: Sequence[ShardManifest]) -> pa.Table:
+        if isinstance(predicate.expr, Lit) and predicate.expr.value:
+            return table
+        result = evaluate(predicate.expr, table)
+        mask = pc.fill_null(result, False)
+        if predicate.expr.has_opaque():
+            undecided = pc.fill_null(pc.is_null(result), False)
+            if pc.any(undecided).as_py():
+                rows = np.flatnonzero(np.asarray(undecided))
+                shards = [m.shard for m in batch]
+                decided = _per_row(predicate, table.take(rows), known, naive, shards)
+                full = np.asarray(mask, dtype=bool).copy()
+                full[rows] = decided
+                mask = pa.array(full)
+        return table.filter(mask)
+
+    return select
+
+
+def run_query(
+    ds: Dataset[Any],
+    *,
+    where: Callable[[Any], Any] | None = None,
+    sql: str | None = None,
+) -> QueryResult:
+    """Locations of the samples of ``ds`` that match, from the manifests alone.
+
+    Args:
+        ds: the dataset.
+        where: a predicate over manifest fields (``lambda m: m.confidence > 0.9``).
+        sql: or a SQL ``WHERE`` clause, run by DuckDB. With neither, every sample matches.
+
+    Raises:
+        QueryError: both were given, a field is unknown (the message suggests the
+            closest), or a value has the wrong type for its field.
+
+    Example:
+        >>> run_query(ds, where=lambda m: "outdoor" in m.tags)              # doctest: +SKIP
+        >>> run_query(ds, sql="confidence > 0.9 AND label IN ('dog', 'cat')")  # doctest: +SKIP
+    """
+    if where is not None and sql is not None:
+        raise QueryError("give either where= or sql=, not both")
+    started = time.perf_counter()
+    shards = ds.shards
+    with obs.trace("query", shards=len(shards), language="sql" if sql is not None else "python"):
+        loaded = load_all(shards)
+        manifests = [m for m in loaded if m is not None]
+        missing = len(loaded) - len(manifests)
+        if shards and not manifests:
+            raise missing_manifest(shards[0])
+        if missing:
+            obs.log_event(
+                "shards without manifest skipped",
+                level="warning",
+                count=missing,
+                hint="build them with `atdata manifest build URL`",
+            )
+        known = _known_columns(manifests)
+        if sql is not None:
+            clause = _clause(sql)
+            cursor = _duckdb_cursor()
+            try:
+                expr = sql_predicate(clause, cursor, known)
+                keep = [m for m in manifests if bounds(expr, m.stats)[0]]
+                parts = _run_sql(keep, clause, known, cursor)
+            finally:
+                cursor.close()
+            pruned, scanned = len(manifests) - len(keep), len(keep)
+            label, vectorized = clause, True
+        else:
+            predicate = (
+                compile_where(where, known)
+                if where is not None
+                else Predicate(Lit(True), set(), lambda m: True)
+            )
+            keep = [m for m in manifests if bounds(predicate.expr, m.stats)[0]]
+            pruned, scanned = len(manifests) - len(keep), len(keep)
+            naive = _naive_time_fields(manifests)
+            columns = [KEY, OFFSET, SIZE, *sorted(predicate.fields - {KEY})]
+            select = _where_selector(predicate, known, naive)
+            parts = _scan(keep, columns, _fill_types(known), select)
+            label, vectorized = str(predicate), predicate.vectorized
+        seconds = time.perf_counter() - started
+        obs.metrics.shards_pruned.inc(pruned)
+        obs.metrics.shards_scanned.inc(scanned)
+        obs.metrics.query_time.observe(seconds)
+        obs.log_event(
+            "query plan",
+            predicate=label,
+            shards_pruned=pruned,
+            shards_scanned=scanned,
+            vectorized=vectorized,
+            duration_s=round(seconds, 6),
+        )
+    return QueryResult(
+        ds,
+        parts,
+        shards_pruned=pruned,
+        shards_scanned=scanned,
+        shards_without_manifest=missing,
+        predicate=label,
+        vectorized=vectorized,
+        seconds=seconds,
+    )
+
+
+# -- SQL ------------------------------------------------------------------------------------
+
+_SHARD = "__shard__"
+_MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
+
+
+def _sql_columns(sql: str, known: Mapping[str, Column]) -> list[str]:
+    """Manifest columns a WHERE clause may read (a superset: any name it mentions)."""
+    if "*" in sql or "columns(" in sql.lower():
+        return list(known)
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql))
+    return [name for name in known if name in words]
+
+
+_DUCKDB: dict[int, Any] = {}  # process id -> base connection (connecting costs ~20 ms)
+
+
+def _duckdb_cursor() -> Any:
+    """A fresh cursor on this process's in-memory DuckDB (cheap; safe per thread)."""
+    import duckdb
+
+    pid = os.getpid()
+    base = _DUCKDB.get(pid)
+    if base is None:
+        _DUCKDB.clear()  # a connection inherited through fork() is not ours to use
+        base = _DUCKDB[pid] = duckdb.connect()
+    cursor = base.cursor()
+    # naive timestamps in SQL mean UTC, as they do in the manifests
+    with contextlib.suppress(duckdb.Error):
+        cursor.execute("SET TimeZone = 'UTC'")
+    return cursor
+
+
+def _to_arrow(relation: Any) -> pa.Table:
+    for name in ("to_arrow_table", "fetch_arrow_table", "arrow"):
+        method = getattr(relation, name, None)
+        if method is not None:
+            return method()
+    raise QueryError("this DuckDB version cannot return Arrow tables; pip install -U duckdb")
+
+
+def _clause(sql: str) -> str:
+    """The condition of a ``sql=`` query (a leading ``WHERE`` and trailing ``;`` dropped)."""
+    clause = sql.strip().rstrip(";").strip()
+    if clause[:6].lower() == "where ":
+        clause = clause[6:].strip()
+    if not clause:
+        raise QueryError("sql= is empty; give a WHERE clause such as \"label = 'dog'\"")
+    return clause
+
+
+def _run_sql(
+    manifests: Sequence[ShardManifest], clause: str, known: Mapping[str, Column], con: Any
+) -> list[_Part]:
+    import duckdb
+
+    columns = [KEY, OFFSET, SIZE, *(c for c in _sql_columns(clause, known) if c != KEY)]
+    fill = _fill_types(known)
+    query = (
+        f"SELECT {_SHARD}, {KEY}, {OFFSET}, {SIZE} FROM manifest WHERE ({clause}) "
+        f"ORDER BY {_SHARD}, {OFFSET}"
+    )
+
+    def select(table: pa.Table, batch: Sequence[ShardManifest]) -> pa.Table:
+        try:
+            con.register("manifest", table)
+            return _to_arrow(con.sql(query))
+        except duckdb.Error as exc:
+            match = _MISSING_COLUMN.search(str(exc))
+            if match:
+                raise QueryError.unknown_field(
+                    match.group(1), [c for c in known if not c.startswith("__")]
+                ) from None
+            raise QueryError(
+                f"SQL query failed: {str(exc).strip()}. The clause was: {clause}"
+            ) from None
+        finally:
+            con.unregister("manifest")
+
+    if not manifests:  # still run it once, so mistakes in the clause are reported
+        types = {**fill, KEY: pa.string(), OFFSET: pa.int64(), SIZE: pa.int64()}
+        empty = pa.table({c: pa.array([], types.get(c, pa.null())) for c in columns})
+        select(_stack([empty]), [])
+        return []
+    return _scan(manifests, columns, fill, select)
+
+
+# -- direct access ---------------------------------------------------------------------------
+
+
+def locate_key(ds: Dataset[Any], key: str) -> SampleLocation:
+    """Where the sample with ``key`` is, found through the manifests (no shard data is read).
+
+    Shards whose recorded key range excludes ``key`` are skipped; the rest are
+    searched in order, a few at a time, stopping at the first that has it.
+
+    Raises:
+        SampleNotFoundError: no shard's manifest lists the key.
+    """
+    shards = ds.shards
+    manifests = [m for m in load_all(shards) if m is not None]
+    candidates = []
+    for m in manifests:
+        key_range = m.key_range()
+        if key_range is None or key_range[0] <= key <= key_range[1]:
+            candidates.append(m)
+    remote = any(not is_local(m.shard) for m in candidates)
+    window = 8 if remote else 1
+    nearby: list[str] = []
+    for start in range(0, len(candidates), window):
+        batch = candidates[start : start + window]
+        tables = concurrent_map(lambda m: m.read_table([KEY, OFFSET, SIZE]), batch, remote=remote)
+        for m, table in zip(batch, tables, strict=True):
+            hits = np.flatnonzero(np.asarray(pc.equal(table.column(KEY), key)))
+            if len(hits):
+                i = int(hits[0])
+                return SampleLocation(
+                    m.shard,
+                    key,
+                    int(table.column(OFFSET)[i].as_py()),
+                    int(table.column(SIZE)[i].as_py()),
+                )
+            if len(nearby) < 100_000:
+                nearby.extend(table.column(KEY).to_pylist())
+    where = f"{len(shards)} shards ({shards[0]} ...)" if shards else "an empty dataset"
+    raise SampleNotFoundError(key, where, nearby)
+
+
+def describe_dataset(ds: Dataset[Any]) -> dict[str, Any]:
+    """Dataset statistics from the manifests alone (no shard data is read).
+
+    Returns:
+        ``num_samples``, ``num_shards``, ``size_bytes``, ``shards_without_manifest``,
+        ``schema`` (name and version), ``time_bounds``, and ``fields``: per manifest
+        field its ``kind``, ``type``, ``count``, ``nulls`` and statistics
+        (categorical: ``counts``; numeric: ``min``, ``max``, ``mean``,
+        ``histogram``; set: ``values`` and ``counts``), merged over all shards.
+
+    Example:
+        >>> ds.describe()["fields"]["label"]["counts"]                    # doctest: +SKIP
+        {'dog': 512, 'cat': 488}
+    """
+    loaded = load_all(ds.shards)
+    manifests = [m for m in loaded if m is not None]
+    names: dict[str, None] = {}
+    for m in manifests:
+        names.update(dict.fromkeys(m.aggregates))
+    fields = {
+        name: merge([m.aggregates[name] for m in manifests if name in m.aggregates])
+        for name in names
+    }
+    time_bounds = {
+        name: {"min": f["min"], "max": f["max"]}
+        for name, f in fields.items()
+        if f.get("type") == "datetime" and f.get("kind") == "numeric"
+    }
+    schema = manifests[-1].header.get("schema", {}) if manifests else {}
+    return {
+        "num_samples": sum(m.num_samples for m in manifests),
+        "num_shards": len(manifests),
+        "size_bytes": sum(m.size_bytes for m in manifests),
+        "shards_without_manifest": len(loaded) - len(manifests),
+        "schema": {"name": schema.get("name"), "version": schema.get("version")},
+        "time_bounds": time_bounds,
+        "fields": fields,
+    }
