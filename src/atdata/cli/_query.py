@@ -1,0 +1,85 @@
+"""``atdata query``: locate samples by a condition on manifest fields."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from atdata.cli._output import console, human_bytes
+from atdata.cli._resolve import resolve
+
+__all__ = ["render", "run"]
+
+
+def run(
+    target: str, where: str, *, count_only: bool = False, limit: int | None = None
+) -> dict[str, Any]:
+    """Run ``where`` (a SQL condition, by DuckDB) over the manifests of ``target``.
+
+    Args:
+        target: the dataset.
+        where: e.g. ``"confidence > 0.9 AND label = 'dog'"``.
+        count_only: leave out the matches, keep the count.
+        limit: at most this many matches in the result (None or 0: all).
+
+    Returns:
+        ``url``, ``where``, ``count``, ``shards_scanned``, ``shards_pruned`` and,
+        unless ``count_only``, ``matches`` (``key``, ``shard``, ``offset``,
+        ``size``) with ``truncated`` telling whether ``limit`` cut them.
+
+    Raises:
+        QueryError: an unknown field (the message suggests the closest) or bad syntax.
+    """
+    from atdata.dataset import Dataset
+    from atdata.errors import QueryError
+
+    if not where.strip():
+        raise QueryError(
+            "Empty query. Give a condition such as \"confidence > 0.9 AND label = 'dog'\"."
+        )
+    resolved = resolve(target)
+    found = Dataset(resolved.shards).query(sql=where)
+    result: dict[str, Any] = {
+        "url": target,
+        "where": where,
+        "count": len(found),
+        "shards_scanned": getattr(found, "shards_scanned", None),
+        "shards_pruned": getattr(found, "shards_pruned", None),
+    }
+    if not count_only:
+        shown = found if not limit else found[:limit]
+        result["matches"] = [
+            {"key": loc.key, "shard": loc.shard, "offset": loc.offset, "size": loc.size}
+            for loc in shown
+        ]
+        result["truncated"] = len(result["matches"]) < len(found)
+    return result
+
+
+def render(result: Mapping[str, Any]) -> None:
+    """The count alone (``--count``), or a table of matches and a summary line."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    if "matches" not in result:
+        out.print(str(result["count"]))
+        return
+    matches = result["matches"]
+    if matches:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("key", style="bold", no_wrap=True)
+        table.add_column("shard", overflow="fold")
+        table.add_column("offset", justify="right")
+        table.add_column("size", justify="right")
+        for m in matches:
+            table.add_row(str(m["key"]), m["shard"], f"{m['offset']:,}", human_bytes(m["size"]))
+        out.print(table)
+    line = f"{result['count']:,} match{'es' if result['count'] != 1 else ''}"
+    if result["truncated"]:
+        line += f" ({len(matches):,} shown; --limit 0 for all)"
+    scanned, pruned = result.get("shards_scanned"), result.get("shards_pruned")
+    if scanned is not None and pruned is not None:
+        line += f"; {scanned:,} shards scanned, {pruned:,} ruled out by their aggregates"
+    out.print(Text(line, style="dim" if matches else "yellow"))
