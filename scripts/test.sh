@@ -5,6 +5,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/bootstrap.sh"
 cd "$root"
 ruff check src tests benchmarks
+# the local AT Protocol server (PDS) the atmosphere tests run against; cached after the first run
+bash scripts/install_pds.sh
 python -m pytest "$@"
 if command -v npm >/dev/null; then
     (cd workers/r2-to-atdata && npm ci --no-audit --no-fund --loglevel=error && npm test)

@@ -116,7 +116,8 @@ class FieldType:
     def wire_type(self) -> Any:
         """The type msgspec decodes this field's msgpack value into."""
         if self.kind == "ndarray":
-            base: Any = bytearray  # a writable buffer, so decoded arrays are writable
+            # a view of the read buffer: large arrays need no copy (see _npy.decode_ndarray)
+            base: Any = memoryview
         elif self.kind == "enum":
             base = self.enum_type or Any
         elif self.kind == "list":
@@ -162,12 +163,12 @@ def _analyze(tp: Any) -> FieldType:
         if not all(isinstance(v, (str, int)) for v in values):
             raise TypeError("enum values must be str or int")
         return FieldType("enum", choices=values, enum_type=tp)
-    if origin is list:
+    if origin is list or tp is list:  # bare ``list`` has no origin
         (item,) = typing.get_args(tp) or (None,)
         if item is None:
             raise TypeError("give the element type, e.g. list[str]")
         return FieldType("list", item=_analyze(item))
-    if origin is dict:
+    if origin is dict or tp is dict:
         args = typing.get_args(tp)
         if len(args) != 2 or args[0] is not str:
             raise TypeError("dicts need string keys, e.g. dict[str, float]")

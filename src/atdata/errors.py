@@ -19,8 +19,11 @@ The tree, drawn once so it can be read at a glance::
     ├── CatalogError                    the local index (SQLite) is unusable
     │   └── DatasetNotFoundError
     ├── ProcessingError                 a map job failed
-    │   └── PartialFailureError
+    │   ├── PartialFailureError
+    │   └── WorkerLostError
     └── PipelineError                   an event or trigger is unusable
+        ├── InvalidEventError           a request body is not a usable event or job
+        └── LedgerError                 the pipeline's event ledger is unusable
 
 Context (URL, key, byte offset, field) is kept in attributes *and* in ``str()``.
 """
@@ -36,6 +39,8 @@ __all__ = [
     "CatalogError",
     "CredentialsError",
     "DatasetNotFoundError",
+    "InvalidEventError",
+    "LedgerError",
     "LensNotFoundError",
     "ManifestError",
     "MissingDependencyError",
@@ -51,6 +56,7 @@ __all__ = [
     "StorageError",
     "UnreadableURLError",
     "UnsupportedFieldTypeError",
+    "WorkerLostError",
     "closest",
 ]
 
@@ -312,5 +318,39 @@ class PartialFailureError(ProcessingError):
         )
 
 
+class WorkerLostError(ProcessingError):
+    """A worker process died (killed, out of memory) or hit its timeout while running a task.
+
+    Attributes:
+        task_id: the shard task it was running.
+        exitcode: the process's exit code (negative: the signal that killed it).
+    """
+
+    def __init__(self, message: str, *, task_id: str, exitcode: int | None = None) -> None:
+        self.task_id = task_id
+        self.exitcode = exitcode
+        super().__init__(message)
+
+
 class PipelineError(AtdataError):
     """A pipeline trigger, event or dispatcher request is unusable."""
+
+
+class InvalidEventError(PipelineError, ValueError):
+    """A request body is not a usable object-storage event (or job request).
+
+    Attributes:
+        reason: one line saying what is wrong, safe to send back to the caller.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class LedgerError(PipelineError):
+    """The ledger that makes pipeline events run once cannot be read or written."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        self.url = url
+        super().__init__(message)

@@ -18,6 +18,8 @@ Example:
 from __future__ import annotations
 
 import collections
+import sys
+import types
 import typing
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -169,7 +171,18 @@ def lens(fn: Callable[[S], V]) -> Lens[S, V]:
         ... def to_gray(s: RGBSample) -> GraySample:
         ...     return GraySample(image=s.image.mean(axis=-1))
     """
-    hints = typing.get_type_hints(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except NameError:
+        # Types defined inside a function (with postponed annotations) are
+        # only in the defining frame's locals.
+        try:
+            hints = typing.get_type_hints(fn, localns=_caller_locals())
+        except NameError as exc:
+            raise SchemaError(
+                f"lens {fn.__name__}: cannot resolve its annotations ({exc}); define the "
+                "source and view types before the lens"
+            ) from None
     params = [p for p in hints if p != "return"]
     if not params or "return" not in hints:
         raise SchemaError(
@@ -179,3 +192,26 @@ def lens(fn: Callable[[S], V]) -> Lens[S, V]:
     made: Lens[S, V] = Lens(fn, hints[params[0]], hints["return"], fn.__name__)
     registry.add(made)
     return made
+
+
+def _caller_locals() -> dict[str, Any]:
+    """Local names of the nearest frame outside this module (the decorator's caller)."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return dict(frame.f_locals)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as the ``lens`` decorator.
+
+    Importing ``atdata.lens`` (the module) makes Python set the package
+    attribute ``atdata.lens`` to it, replacing the lazily exported function;
+    being callable keeps ``@atdata.lens`` working either way.
+    """
+
+    def __call__(self, fn: Callable[[S], V]) -> Lens[S, V]:
+        return lens(fn)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -23,10 +23,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
-import typing
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+import sys
+import typing
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, ClassVar, TypeVar, overload
 
 import msgspec
@@ -251,6 +252,8 @@ def _field_checker(cls_name: str, spec: FieldSpec) -> Callable[[Any], Any] | Non
                 raise SchemaError(f"{cls_name}.{name}: {exc}") from None
 
         return check_array
+    if ft.kind in ("list", "dict"):
+        return _container_checker(cls_name, spec)
     if ft.has_arrays:
         return None  # nested arrays are handled by the encoder's hook
     py: tuple[type, ...]
@@ -270,7 +273,11 @@ def _field_checker(cls_name: str, spec: FieldSpec) -> Callable[[Any], Any] | Non
     else:
         return None
 
+    exact = _ITEM_TYPES.get(ft.kind, frozenset())
+
     def check(value: Any) -> Any:
+        if type(value) in exact:  # the common case: exactly the annotated type
+            return value
         if value is None:
             if not ft.optional:
                 fail(value, str(ft))
@@ -286,12 +293,100 @@ def _field_checker(cls_name: str, spec: FieldSpec) -> Callable[[Any], Any] | Non
     return check
 
 
-def _array_converter(ft: FieldType) -> Callable[[Any], Any] | None:
-    """A read-time converter turning decoded ``.npy`` buffers into arrays."""
+_ITEM_TYPES: dict[str, frozenset[type]] = {
+    "str": frozenset({str}),
+    "int": frozenset({int}),
+    "float": frozenset({float, int}),
+    "bool": frozenset({bool}),
+    "bytes": frozenset({bytes}),
+    "datetime": frozenset({dt.datetime}),
+}
+
+
+def _problem(ft: FieldType, value: Any, path: str) -> str | None:
+    """Where ``value`` does not fit ``ft``, as a message; None when it fits."""
+    if value is None:
+        return None if ft.optional else f"{path} is None"
+    kind = ft.kind
+    if kind == "list":
+        if not isinstance(value, (list, tuple)):
+            return f"{path} is {type(value).__name__}, not a list"
+        assert ft.item is not None
+        for i, item in enumerate(value):
+            if (found := _problem(ft.item, item, f"{path}[{i}]")) is not None:
+                return found
+        return None
+    if kind == "dict":
+        if not isinstance(value, dict):
+            return f"{path} is {type(value).__name__}, not a dict"
+        assert ft.item is not None
+        for k, item in value.items():
+            if not isinstance(k, str):
+                return f"{path} has a key {k!r} that is not a str"
+            if (found := _problem(ft.item, item, f"{path}[{k!r}]")) is not None:
+                return found
+        return None
+    ok: bool
+    if kind == "ndarray":
+        ok = isinstance(value, np.ndarray)
+    elif kind == "enum":
+        ok = (ft.enum_type is not None and isinstance(value, ft.enum_type)) or (
+            not isinstance(value, bool) and value in ft.choices
+        )
+    elif kind == "int":
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    elif kind == "float":
+        ok = not isinstance(value, bool) and isinstance(
+            value, (float, int, np.floating, np.integer)
+        )
+    elif kind == "bool":
+        ok = isinstance(value, (bool, np.bool_))
+    elif kind == "bytes":
+        ok = isinstance(value, (bytes, bytearray, memoryview))
+    elif kind == "str":
+        ok = isinstance(value, str)
+    else:
+        ok = isinstance(value, dt.datetime)
+    return None if ok else f"{path} is {type(value).__name__} ({value!r:.60})"
+
+
+def _container_checker(cls_name: str, spec: FieldSpec) -> Callable[[Any], Any]:
+    """Write-time check of a list or dict field, element by element."""
+    ft = spec.type
+    item = ft.item
+    # the common case (a list of plain str/int/float...) costs one set of types
+    fast = _ITEM_TYPES.get(item.kind) if item is not None and not item.optional else None
+    plain = list if ft.kind == "list" else dict
+
+    def check(value: Any) -> Any:
+        if (
+            fast is not None
+            and type(value) is plain
+            and set(map(type, value.values() if isinstance(value, dict) else value)) <= fast
+            and (plain is list or all(type(k) is str for k in value))
+        ):
+            return value
+        found = _problem(ft, value, f"{cls_name}.{spec.name}")
+        if found is not None:
+            raise SchemaError(
+                f"{found}: expected {ft}. Convert the value before writing."
+            )
+        return value
+
+    return check
+
+
+def _array_converter(ft: FieldType, copy: bool | None = True) -> Callable[[Any], Any] | None:
+    """A read-time converter turning decoded ``.npy`` buffers into arrays.
+
+    ``copy`` is passed to :func:`_npy.decode_ndarray`: ``None`` lets big arrays
+    be views of the buffer they were decoded from.
+    """
     if ft.kind == "ndarray":
-        return lambda v: None if v is None else _npy.decode_ndarray(v)
+        decode = _npy.decode_ndarray
+        return lambda v: None if v is None else decode(v, copy)
     if ft.item is not None:
-        inner = _array_converter(ft.item)
+        inner = _array_converter(ft.item, copy)
         if inner is None:
             return None
         if ft.kind == "list":
@@ -305,6 +400,8 @@ def _from_loose(ft: FieldType, value: Any) -> Any:
     if value is None:
         return None
     if ft.kind == "ndarray":
+        if isinstance(value, np.ndarray):  # DictSample has decoded it already
+            return value
         return _npy.decode_ndarray(bytearray(value) if isinstance(value, bytes) else value)
     if ft.kind == "list" and ft.item is not None:
         return [_from_loose(ft.item, x) for x in value]
@@ -317,6 +414,36 @@ def _from_loose(ft: FieldType, value: Any) -> Any:
     return value
 
 
+def _compile_to_wire(
+    schema: Schema, checks: dict[str, Callable[[Any], Any]]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """One straight-line function turning a sample's ``__dict__`` into its wire dict.
+
+    Written once per type (as dataclasses does for ``__init__``): a loop over
+    per-field checkers costs about as much as the msgpack encoding itself.
+    Values of exactly the annotated scalar type skip their checker.
+    """
+    namespace: dict[str, Any] = {}
+    lines = ["def to_wire(v):"]
+    items = []
+    for i, f in enumerate(schema.fields):
+        lines.append(f"    f{i} = v[{f.name!r}]")
+        check = checks.get(f.name)
+        if check is None:
+            items.append(f"{f.name!r}: f{i}")
+            continue
+        namespace[f"c{i}"] = check
+        exact = _ITEM_TYPES.get(f.type.kind)
+        if exact is not None:
+            namespace[f"e{i}"] = exact
+            items.append(f"{f.name!r}: f{i} if type(f{i}) in e{i} else c{i}(f{i})")
+        else:
+            items.append(f"{f.name!r}: c{i}(f{i})")
+    lines.append("    return {" + ", ".join(items) + "}")
+    exec("\n".join(lines), namespace)  # the names are the schema fields (identifiers)
+    return namespace["to_wire"]  # type: ignore[no-any-return]
+
+
 class _Codec:
     """Encodes and decodes one packable type; built once at decoration."""
 
@@ -327,8 +454,14 @@ class _Codec:
         self.checks = tuple(
             (f.name, c) for f in schema.fields if (c := _field_checker(cls.__name__, f)) is not None
         )
+        self._to_wire = _compile_to_wire(schema, dict(self.checks))
         self.array_fields = tuple(
             (f.name, c) for f in schema.fields if (c := _array_converter(f.type)) is not None
+        )
+        self.borrowing_array_fields = tuple(
+            (f.name, c)
+            for f in schema.fields
+            if (c := _array_converter(f.type, copy=None)) is not None
         )
         struct_fields: list[Any] = []
         for f, dc_field in zip(schema.fields, dataclasses.fields(cls), strict=True):
@@ -336,7 +469,7 @@ class _Codec:
             if dc_field.default is not dataclasses.MISSING:
                 default = dc_field.default
                 if isinstance(default, np.ndarray):
-                    default = bytearray(_npy.encode_ndarray(default))
+                    default = memoryview(_npy.encode_ndarray(default))
                 struct_fields.append((f.name, wire, default))
             elif dc_field.default_factory is not dataclasses.MISSING:
                 struct_fields.append(
@@ -351,26 +484,44 @@ class _Codec:
 
     def to_wire_dict(self, sample: Any) -> dict[str, Any]:
         """Field values ready for msgpack: checked, arrays as ``.npy`` bytes."""
-        values = sample.__dict__
         try:
-            out = {name: values[name] for name in self.names}
+            return self._to_wire(sample.__dict__)
         except KeyError as exc:
             raise SchemaError(f"{self.cls.__name__} sample has no field {exc.args[0]!r}") from None
-        for name, check in self.checks:
-            out[name] = check(out[name])
-        return out
 
     def encode(self, sample: Any) -> bytes:
-        return _ENCODER.encode(self.to_wire_dict(sample))
+        wire = self.to_wire_dict(sample)
+        try:
+            return _ENCODER.encode(wire)
+        except TypeError as exc:  # from the hook: e.g. an object array inside a list
+            raise SchemaError(f"{self.cls.__name__}: {exc}") from None
 
     def decode(self, data: bytes | memoryview, key: str | None = None) -> Any:
-        """Decode msgpack bytes into an instance, validating every field."""
+        """Decode msgpack bytes into an instance, validating every field.
+
+        Arrays are copies: the caller may reuse ``data``.
+        """
+        return self._decode(data, key, self.array_fields)
+
+    def decode_borrowed(self, data: bytes | memoryview, key: str | None = None) -> Any:
+        """Like :meth:`decode`, but big arrays may be views of ``data`` (no copy).
+
+        For buffers nobody else writes to, such as the shard reader's.
+        """
+        return self._decode(data, key, self.borrowing_array_fields)
+
+    def _decode(
+        self,
+        data: bytes | memoryview,
+        key: str | None,
+        array_fields: tuple[tuple[str, Callable[[Any], Any]], ...],
+    ) -> Any:
         try:
             wire = self.decoder.decode(data)
         except msgspec.ValidationError as exc:
             raise self.mismatch(exc, data) from None
         values = msgspec.structs.asdict(wire)
-        for name, convert in self.array_fields:
+        for name, convert in array_fields:
             values[name] = convert(values[name])
         obj = object.__new__(self.cls)
         obj.__dict__.update(values)
@@ -416,7 +567,7 @@ class _Codec:
 # -- packable --------------------------------------------------------------------
 
 
-class PackableSample(abc.ABC):  # noqa: B024 - an ABC only for register()/isinstance
+class PackableSample(abc.ABC):
     """Methods every ``@packable`` type has (the decorator adds them to your class).
 
     ``isinstance(x, PackableSample)`` is true for instances of packable types.
@@ -480,15 +631,33 @@ def packable(cls: type[T] | None = None, /, *, version: str = "1.0.0") -> Any:
         >>> Reading.__schema__.version
         '1.1.0'
     """
-    if cls is None:
-        return lambda c: packable(c, version=version)
-    if not _SEMVER.match(version):
+    if not isinstance(version, str) or not _SEMVER.match(version):
         raise SchemaError(
             f"@packable version must be a semantic version like '1.0.0', got {version!r}"
         )
+    if cls is None:
+        return lambda c: packable(c, version=version)
     if not dataclasses.is_dataclass(cls):
         cls = dataclasses.dataclass(cls)
-    hints = typing.get_type_hints(cls, include_extras=True)
+    if "__slots__" in vars(cls):
+        raise SchemaError(
+            f"{cls.__name__}: @packable does not support slotted classes "
+            "(dataclass(slots=True)); remove slots=True"
+        )
+    try:
+        try:
+            hints = typing.get_type_hints(cls, include_extras=True)
+        except NameError:
+            # a class inside a function (postponed annotations) may use local types
+            frame = sys._getframe(1)
+            while frame.f_back is not None and frame.f_globals.get("__name__") == __name__:
+                frame = frame.f_back
+            hints = typing.get_type_hints(cls, localns=dict(frame.f_locals), include_extras=True)
+    except NameError as exc:
+        raise SchemaError(
+            f"{cls.__name__}: cannot resolve a field annotation ({exc}). Define the types "
+            "the fields use at module level, before the class."
+        ) from None
     specs = []
     for dc_field in dataclasses.fields(cls):  # type: ignore[arg-type]
         if dc_field.name in _RESERVED:
@@ -551,18 +720,20 @@ def schema_of(sample_type: type) -> Schema:
 # -- DictSample ----------------------------------------------------------------------
 
 
-class DictSample(Mapping[str, Any]):
+class DictSample(MutableMapping[str, Any]):
     """A sample of any shard, read without its type.
 
     Fields are reachable as attributes and items; ``.npy`` byte values are
-    returned as numpy arrays.
+    returned as numpy arrays. Items can be set and deleted like a dict's (and
+    ``copy.copy`` keeps the key), which is also how torch's DataLoader turns
+    the arrays into tensors without losing ``__key__``.
 
     Example:
         >>> s = next(iter(atdata.Dataset("data-000000.tar")))   # doctest: +SKIP
         >>> s.label, s["confidence"], sorted(s.keys())           # doctest: +SKIP
     """
 
-    __slots__ = ("_data", "__key__")
+    __slots__ = ("__key__", "_data")
 
     def __init__(self, data: Mapping[str, Any], key: str | None = None) -> None:
         self._data = {k: _npy.decode_ndarray(bytearray(v)) if _npy.is_npy(v) else v
@@ -577,7 +748,14 @@ class DictSample(Mapping[str, Any]):
             raise SchemaError(f"sample {key!r} is not a msgpack map")
         return cls(raw, key)
 
+    def __reduce__(self) -> Any:
+        # a shallow copy shares no dict with the original (copy.copy, pickling)
+        return (_rebuild_dict_sample, (dict(self._data), self.__key__))
+
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_data":
+            # pickle, copy and friends probe for dunders, maybe before _data exists
+            raise AttributeError(name)
         try:
             return self._data[name]
         except KeyError:
@@ -591,6 +769,12 @@ class DictSample(Mapping[str, Any]):
 
     def __getitem__(self, name: str) -> Any:
         return self._data[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        self._data[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._data[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
@@ -614,6 +798,13 @@ class DictSample(Mapping[str, Any]):
     def as_wds(self) -> WdsRecord:
         """The sample as a WebDataset record."""
         return WdsRecord(self.__key__, self.packed, self)
+
+
+def _rebuild_dict_sample(data: dict[str, Any], key: str | None) -> DictSample:
+    sample = DictSample.__new__(DictSample)
+    sample._data = data
+    sample.__key__ = key
+    return sample
 
 
 def encode_mapping(data: Mapping[str, Any]) -> bytes:

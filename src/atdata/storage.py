@@ -114,7 +114,7 @@ class LocalStore(Store):
 
     def open(self, path: str) -> IO[bytes]:
         with _errors(path):
-            return open(path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+            return open(path, "rb", buffering=0)
 
     def read(self, path: str) -> bytes:
         with _errors(path), open(path, "rb") as f:
@@ -151,7 +151,8 @@ class LocalStore(Store):
             return os.path.getsize(path)
 
     def list(self, pattern: str) -> list[str]:
-        return sorted(_glob.glob(pattern))
+        # recursive, so ``**`` spans any depth of folders, as in fsspec
+        return sorted(_glob.glob(pattern, recursive=True))
 
     def delete(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -194,8 +195,15 @@ class FsspecStore(Store):
         self.fs = fs
         self.protocol = protocol
 
+    def url(self, path: str) -> str:
+        return path if "://" in path else super().url(path)
+
     def open(self, path: str) -> IO[bytes]:
         with _errors(self.url(path)):
+            if self.protocol in ("http", "https"):
+                # One streaming GET: works with servers that ignore Range headers
+                # (python -m http.server) and is what sequential reading wants.
+                return self.fs.open(path, "rb", block_size=0)  # type: ignore[no-any-return]
             return self.fs.open(path, "rb", block_size=8 << 20, cache_type="readahead")  # type: ignore[no-any-return]
 
     def read(self, path: str) -> bytes:
@@ -204,7 +212,11 @@ class FsspecStore(Store):
 
     def range(self, path: str, offset: int, size: int) -> bytes:
         with _errors(self.url(path)):
-            return self.fs.cat_file(path, start=offset, end=offset + size)  # type: ignore[no-any-return]
+            data: bytes = self.fs.cat_file(path, start=offset, end=offset + size)
+        if len(data) > size:
+            # An HTTP server that ignores Range sends the whole object.
+            data = data[offset : offset + size]
+        return data
 
     def write(self, path: str, data: bytes) -> None:
         with _errors(self.url(path)):
@@ -254,6 +266,11 @@ def _errors(url: str) -> Iterator[None]:
     except (StorageError, KeyboardInterrupt):
         raise
     except Exception as exc:
+        status = getattr(exc, "status", None)  # aiohttp.ClientResponseError (http(s)://)
+        if type(exc).__name__ == "ClientResponseError" and status in (400, 404, 410):
+            raise UnreadableURLError(
+                f"No such file or object: {url} (HTTP {status}).", url=url
+            ) from None
         name = type(exc).__name__
         if name in ("NoCredentialsError", "PartialCredentialsError"):
             raise CredentialsError(
@@ -279,7 +296,9 @@ def store_for(url: str) -> tuple[Store, str]:
     if is_local(url):
         return _LOCAL, _local_path(url)
     protocol, _, rest = url.partition("://")
-    return _fsspec_store(protocol, _env_fingerprint(protocol)), rest
+    # fsspec's HTTP file system takes whole URLs as its paths
+    path = url if protocol in ("http", "https") else rest
+    return _fsspec_store(protocol, _env_fingerprint(protocol)), path
 
 
 def _env_fingerprint(protocol: str) -> tuple[str | None, ...]:
@@ -305,7 +324,9 @@ def _fsspec_store(protocol: str, _env: tuple[str | None, ...]) -> Store:
     try:
         import fsspec
     except ImportError:  # pragma: no cover - fsspec is a core dependency
-        raise UnreadableURLError(f"Reading {protocol}:// needs fsspec: pip install atdata") from None
+        raise UnreadableURLError(
+            f"Reading {protocol}:// needs fsspec: pip install atdata"
+        ) from None
     options: dict[str, Any] = {}
     fs_protocol = protocol
     if protocol in ("s3", "s3a"):
@@ -319,7 +340,11 @@ def _fsspec_store(protocol: str, _env: tuple[str | None, ...]) -> Store:
     try:
         fs = fsspec.filesystem(fs_protocol, **options)
     except (ImportError, ValueError) as exc:
-        hint = "pip install 'atdata[s3]'" if fs_protocol == "s3" else f"install the fsspec back end for {protocol}://"
+        hint = (
+            "pip install 'atdata[s3]'"
+            if fs_protocol == "s3"
+            else f"install the fsspec back end for {protocol}://"
+        )
         raise UnreadableURLError(
             f"Cannot open {protocol}:// URLs: {exc}. Run: {hint}", url=f"{protocol}://"
         ) from None
@@ -365,7 +390,7 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
     out: list[str] = []
     for item in items:
         for url in braceexpand(str(item)) if "{" in str(item) else [str(item)]:
-            if any(ch in url for ch in "*?["):
+            if _is_pattern(url):
                 store, pattern = store_for(url)
                 matches = [store.url(p) if not is_local(url) else p for p in store.list(pattern)]
                 if not matches:
@@ -377,6 +402,13 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
             else:
                 out.append(url)
     return list(dict.fromkeys(out))
+
+
+def _is_pattern(url: str) -> bool:
+    """True when ``url`` holds glob characters (an http(s) query string is not a glob)."""
+    if url.startswith(("http://", "https://")):
+        url = url.split("?", 1)[0]
+    return any(ch in url for ch in "*?[")
 
 
 def temporary_spool(suffix: str = ".tar") -> tuple[int, str]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO, NamedTuple
 
+import numpy as np
+
 __all__ = ["BLOCK", "Member", "TarFormatError", "end_of_archive", "iter_members", "member_header"]
 
 BLOCK = 512
@@ -43,6 +45,12 @@ def _template() -> tuple[bytearray, int]:
 _TEMPLATE, _TEMPLATE_SUM = _template()
 
 
+_HEAD_MODE = bytes(_TEMPLATE[100:124])  # mode, uid, gid
+_HEAD_MTIME = bytes(_TEMPLATE[136:148])
+_HEAD_TAIL = bytes(_TEMPLATE[156:])  # type flag, magic, version, the rest
+_NAME_PAD = [bytes(n) for n in range(101)]
+
+
 def member_header(name: bytes, size: int) -> bytes:
     """A 512-byte ustar header for a regular file ``name`` of ``size`` bytes.
 
@@ -51,13 +59,20 @@ def member_header(name: bytes, size: int) -> bytes:
     """
     if len(name) > 100:
         raise ValueError(f"member name {name!r} is longer than 100 bytes")
-    header = _TEMPLATE[:]
-    header[0 : len(name)] = name
     size_field = b"%011o\x00" % size
-    header[124:136] = size_field
     checksum = _TEMPLATE_SUM + sum(name) + sum(size_field)
-    header[148:156] = b"%06o\x00 " % checksum
-    return bytes(header)
+    # one join of prebuilt pieces: half the cost of patching a template copy
+    return b"".join(
+        (
+            name,
+            _NAME_PAD[100 - len(name)],
+            _HEAD_MODE,
+            size_field,
+            _HEAD_MTIME,
+            b"%06o\x00 " % checksum,
+            _HEAD_TAIL,
+        )
+    )
 
 
 def padding(size: int) -> bytes:
@@ -104,78 +119,146 @@ def _pax_path(data: bytes) -> str | None:
     return None
 
 
-def iter_members(stream: IO[bytes], chunk_size: int = 16 << 20) -> Iterator[Member]:
+DIRECT_READ = 64 << 10
+"""Members at least this big (padded) get a buffer of their own, read straight
+into by the stream, so their arrays can be views of it without pinning a chunk
+of neighbouring samples in memory."""
+
+
+def _alloc(size: int) -> memoryview:
+    # numpy's empty() skips the zero-fill bytearray(n) would do; the bytes are
+    # overwritten by the read anyway.
+    return memoryview(np.empty(size, np.uint8))  # type: ignore[arg-type]
+
+
+def _read_into(stream: IO[bytes], target: memoryview) -> int:
+    """Fill ``target`` from ``stream`` as far as the stream goes; bytes read."""
+    readinto = getattr(stream, "readinto", None)
+    got, want = 0, len(target)
+    while got < want:
+        if readinto is not None:
+            n = readinto(target[got:])
+        else:
+            more = stream.read(want - got)
+            n = len(more)
+            target[got : got + n] = more
+        if not n:
+            break
+        got += n
+    return got
+
+
+def iter_members(stream: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[Member]:
     """Yield the regular files of a tar stream with their byte offsets.
 
-    ``data`` views are valid until the next member is requested. Directories
-    and global pax headers are skipped; pax ``path`` and GNU long names are
-    honoured.
+    Small members are views of a shared read-ahead chunk; members of at least
+    :data:`DIRECT_READ` bytes are read into a buffer of their own. Every buffer
+    is fresh and writable, so ``data`` views stay valid after iteration moves
+    on. Directories and global pax headers are skipped; pax ``path`` and GNU
+    long names are honoured.
 
     Raises:
         TarFormatError: on a bad header or a stream that ends inside a member.
     """
-    buf = b""
-    view = memoryview(buf)
-    pos = 0  # position in buf
-    base = 0  # stream offset of buf[0]
+    view = _alloc(0)
+    pos = end = 0  # valid bytes are view[pos:end]
+    base = 0  # stream offset of view[0]
     eof = False
+    read_ahead = chunk_size
 
     def fill(need: int) -> bool:
-        nonlocal buf, view, pos, base, eof
-        while len(buf) - pos < need and not eof:
-            more = stream.read(max(chunk_size, need - (len(buf) - pos)))
-            if not more:
-                eof = True
-                break
-            base += pos
-            buf = buf[pos:] + more if pos < len(buf) else more
-            view = memoryview(buf)
-            pos = 0
-        return len(buf) - pos >= need
+        """Make ``need`` bytes available at ``pos``; False when the stream ends first."""
+        nonlocal view, pos, end, base, eof
+        have = end - pos
+        if eof:
+            return have >= need
+        fresh = _alloc(max(read_ahead, need))
+        fresh[:have] = view[pos:end]
+        got = have + _read_into(stream, fresh[have:])
+        if got < len(fresh):
+            eof = True
+        base += pos
+        view, pos, end = fresh, 0, got
+        return got >= need
 
     long_name: str | None = None
     start: int | None = None
     while True:
-        if not fill(BLOCK):
-            if len(buf) == pos:
+        if end - pos < BLOCK and not fill(BLOCK):
+            if end == pos:
                 raise TarFormatError(
                     base + pos, "stream ends without the end-of-archive blocks (truncated?)"
                 )
             raise TarFormatError(base + pos, "stream ends inside a tar header")
-        header = buf[pos : pos + BLOCK]
+        header = bytes(view[pos : pos + BLOCK])
         offset = base + pos
         if header == _ZERO_BLOCK:
             return
         if header[257:262] != b"ustar":
             raise TarFormatError(offset, "not a tar header (no ustar magic)")
-        size = _parse_size(header[124:136], offset)
+        try:  # the usual octal field, "%011o\0"; anything else takes the slow path
+            size = int(header[124:135], 8) if header[135] == 0 else -1
+        except ValueError:
+            size = -1
+        if size < 0:
+            size = _parse_size(header[124:136], offset)
         kind = header[156:157]
-        padded = BLOCK + size + (-size % BLOCK)
-        if not fill(padded):
-            raise TarFormatError(
-                offset, f"stream ends inside a member that needs {padded} bytes"
-            )
-        data_end = pos + BLOCK + size
+        padded = size + (-size % BLOCK)
         if start is None:
             start = offset
+        pos += BLOCK
+        if end - pos >= padded and padded < DIRECT_READ:
+            data = view[pos : pos + size]
+            pos += padded
+            read_ahead = chunk_size
+        elif padded >= DIRECT_READ:
+            own = _alloc(padded)
+            have = min(end - pos, padded)
+            own[:have] = view[pos : pos + have]
+            got = have + _read_into(stream, own[have:])
+            if got < padded:
+                raise TarFormatError(
+                    offset, f"stream ends inside a member that needs {BLOCK + padded} bytes"
+                )
+            if have < padded:
+                # The chunk is used up; carry on after this member. Big members
+                # tend to follow big members, so read just the next header.
+                view, pos, end = _alloc(0), 0, 0
+                base = offset + BLOCK + padded
+                read_ahead = BLOCK
+            else:
+                pos += padded
+            data = own[:size]
+        else:
+            if not fill(padded):
+                raise TarFormatError(
+                    offset, f"stream ends inside a member that needs {BLOCK + padded} bytes"
+                )
+            data = view[pos : pos + size]
+            pos += padded
+            read_ahead = chunk_size
         if kind in (b"0", b"\x00", b"7"):
             if long_name is not None:
                 name = long_name
             else:
-                name = header[0:100].split(b"\x00", 1)[0].decode("utf-8")
-                prefix = header[345:500].split(b"\x00", 1)[0]
-                if prefix:
-                    name = prefix.decode("utf-8") + "/" + name
-            data = view[pos + BLOCK : data_end]
-            pos += padded
+                try:
+                    end_of_name = header.find(0, 0, 100)
+                    name = header[: end_of_name if end_of_name >= 0 else 100].decode("utf-8")
+                    if header[345]:  # a ustar prefix (folders of long paths)
+                        prefix = header[345:500].split(b"\x00", 1)[0]
+                        name = prefix.decode("utf-8") + "/" + name
+                except UnicodeDecodeError:
+                    raise TarFormatError(offset, "member name is not UTF-8") from None
             member_start, long_name, start = start, None, None
             yield Member(name, member_start, size, base + pos - member_start, data)
             continue
-        payload = bytes(view[pos + BLOCK : data_end])
-        pos += padded
-        if kind == b"L":
-            long_name = payload.rstrip(b"\x00").decode("utf-8")
-        elif kind == b"x":
-            long_name = _pax_path(payload) or long_name
-        else:  # directories, links, global pax headers: nothing to read
-            start = None
+        payload = bytes(data)
+        try:
+            if kind == b"L":
+                long_name = payload.rstrip(b"\x00").decode("utf-8")
+            elif kind == b"x":
+                long_name = _pax_path(payload) or long_name
+            else:  # directories, links, global pax headers: nothing to read
+                start = None
+        except ValueError:  # includes UnicodeDecodeError
+            raise TarFormatError(offset, "unreadable long-name or pax header") from None

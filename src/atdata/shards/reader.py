@@ -66,32 +66,36 @@ def iter_shard(
     """
     store, path = store_for(url)
     with store.open(path) as stream:
-        members = iter_members(stream)
-        while True:
-            try:
-                member = next(members)
-            except StopIteration:
-                return
-            except TarFormatError as exc:
-                _handle(handler, ShardCorruptError(url, exc.offset, exc.reason))
-                return
-            key, ext = split_key(member.name)
-            if ext != "msgpack":
-                raise ShardError(
-                    f"{url}: member {member.name!r} at byte {member.offset} is not an atdata "
-                    "sample (.msgpack); read this shard with the webdataset package"
-                )
-            try:
-                sample = decode(member.data, key)
-            except (msgspec.DecodeError, ValueError) as exc:
-                _handle(handler, ShardCorruptError(url, member.offset, f"bad sample: {exc}", key))
-                continue
-            except SchemaMismatchError as exc:
-                raise SchemaMismatchError(
-                    exc.type_name, missing=exc.missing, unexpected=exc.unexpected,
-                    retyped=exc.retyped, url=url, key=key,
-                ) from None
-            yield sample, member.offset, member.span
+        try:
+            # TarFormatError only comes from iter_members: decode errors are
+            # handled inside the loop
+            for member in iter_members(stream):
+                name = member.name
+                if name.endswith(".msgpack") and name.find(".") == len(name) - 8:
+                    key = name[:-8]  # the usual case, without split_key
+                else:
+                    key, ext = split_key(name)
+                    if ext != "msgpack":
+                        raise ShardError(
+                            f"{url}: member {name!r} at byte {member.offset} is not an "
+                            "atdata sample (.msgpack); read this shard with the webdataset "
+                            "package"
+                        )
+                try:
+                    sample = decode(member.data, key)
+                except (msgspec.DecodeError, ValueError) as exc:
+                    _handle(
+                        handler, ShardCorruptError(url, member.offset, f"bad sample: {exc}", key)
+                    )
+                    continue
+                except SchemaMismatchError as exc:
+                    raise SchemaMismatchError(
+                        exc.type_name, missing=exc.missing, unexpected=exc.unexpected,
+                        retyped=exc.retyped, url=url, key=key,
+                    ) from None
+                yield sample, member.offset, member.span
+        except TarFormatError as exc:
+            _handle(handler, ShardCorruptError(url, exc.offset, exc.reason))
 
 
 def read_sample(url: str, offset: int, size: int, decode: Decoder[T]) -> T:
@@ -125,5 +129,12 @@ def read_sample(url: str, offset: int, size: int, decode: Decoder[T]) -> T:
 
 
 def decoder_for(sample_type: Any) -> Decoder[Any]:
-    """The decode function for a sample type (``DictSample`` for untyped reading)."""
+    """The decode function for a sample type (``DictSample`` for untyped reading).
+
+    For the reader's own buffers: big arrays are views of them, not copies
+    (``T.from_bytes`` copies, since its caller may reuse the bytes).
+    """
+    codec = getattr(sample_type, "__atdata_codec__", None)
+    if codec is not None:
+        return codec.decode_borrowed  # type: ignore[no-any-return]
     return sample_type.from_bytes  # type: ignore[no-any-return]

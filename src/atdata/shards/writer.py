@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import queue
+import threading
 import time
 from collections.abc import Mapping
 from typing import IO, Any
@@ -12,7 +15,7 @@ from atdata import observability as obs
 from atdata.errors import SchemaError, ShardError
 from atdata.sample import DictSample, PackableSample, Schema, WdsRecord, encode_mapping
 from atdata.shards._tar import BLOCK, end_of_archive, member_header, padding
-from atdata.storage import Store, is_local, store_for, temporary_spool
+from atdata.storage import Store, is_local, sibling, store_for, temporary_spool
 
 __all__ = ["ShardWriter", "check_key"]
 
@@ -37,8 +40,20 @@ def check_key(key: Any) -> str:
     return key
 
 
+_FLUSH_BYTES = 1 << 20  # hand the background thread blocks of about this size
+_DIRECT_BYTES = 64 << 10  # samples at least this big are handed over at once
+_PADDING = [padding(n) for n in range(BLOCK)]  # by data size modulo the block size
+
+
 class _OpenShard:
-    """The shard being written: a temporary file, its hash, and its manifest builder."""
+    """The shard being written: a temporary file, its hash, and its manifest builder.
+
+    Bytes are staged in memory and handed in ~1 MiB blocks to a background
+    thread that writes and hashes them; both release the GIL, so this
+    overlaps with encoding the next samples. Once the shard is sealed the same
+    thread commits it (fsync, rename or upload, manifest), while the writer
+    fills the next shard.
+    """
 
     def __init__(self, url: str, builder: Any) -> None:
         self.url = url
@@ -49,26 +64,56 @@ class _OpenShard:
             self.tmp = os.path.join(
                 parent, f".{os.path.basename(self.path)}.tmp-{os.getpid()}-{time.monotonic_ns()}"
             )
-            self.file: IO[bytes] = open(self.tmp, "wb", buffering=1 << 20)  # noqa: SIM115
+            self.file: IO[bytes] = open(self.tmp, "wb", buffering=0)  # noqa: SIM115
         else:
             fd, self.tmp = temporary_spool()
-            self.file = os.fdopen(fd, "wb", buffering=1 << 20)
-        self.hash = hashlib.sha256()
+            self.file = os.fdopen(fd, "wb", buffering=0)
+        self.hash = hashlib.sha256()  # only the manifest records it: unused without one
         self.position = 0
         self.count = 0
         self.builder = builder
         self.started = time.perf_counter()
+        # staged pieces, joined into one block by the I/O thread (no growing buffer)
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._blocks: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=16)
+        self._error: BaseException | None = None  # from writing the bytes
+        self._commit_error: BaseException | None = None  # from committing them
+        self._sealed = False
+        self._thread = threading.Thread(target=self._drain, name="atdata-shard-io", daemon=True)
+        self._thread.start()
 
-    def append(self, chunk: bytes) -> None:
-        self.file.write(chunk)
-        self.hash.update(chunk)
-        self.position += len(chunk)
+    def _drain(self) -> None:
+        write = self.file.write
+        update = self.hash.update if self.builder is not None else None
+        while (pieces := self._blocks.get()) is not None:
+            if self._error is not None:
+                continue  # keep draining so the producer never blocks forever
+            try:
+                # many small pieces: one join, one write; a few (a big sample): as they are
+                for block in pieces if len(pieces) <= 3 else (b"".join(pieces),):
+                    view = memoryview(block)
+                    while view:  # an unbuffered write may be partial
+                        view = view[write(view) :]
+                    if update is not None:
+                        update(block)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the writing thread
+                self._error = exc
+        if self._sealed and self._error is None:
+            try:
+                self._commit_now()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by wait_commit()
+                self._commit_error = exc
 
-    def commit(self) -> None:
-        self.append(end_of_archive(self.position))
-        self.file.flush()
+    def _commit_now(self) -> None:
+        """Make the shard durable and visible under its name, then its manifest."""
         os.fsync(self.file.fileno())
         self.file.close()
+        if self.builder is not None:
+            # A rerun over an existing shard: its old manifest must not describe the new
+            # tar, so the shard is invisible (no JSON) until the new manifest lands.
+            json_store, json_path = store_for(sibling(self.url, ".manifest.json"))
+            json_store.delete(json_path)
         try:
             self.store.put(self.tmp, self.path)
         finally:
@@ -76,16 +121,81 @@ class _OpenShard:
         if self.builder is not None:
             self.builder.commit(size_bytes=self.position, checksum_sha256=self.hash.hexdigest())
 
+    def _send(self) -> None:
+        """Hand the staged pieces to the I/O thread."""
+        if self._error is not None:
+            raise ShardError(f"cannot write shard {self.url}: {self._error}") from self._error
+        self._blocks.put(self._pending)
+        self._pending = []
+        self._pending_bytes = 0
+
+    def append(self, chunk: bytes) -> None:
+        self._pending.append(bytes(chunk))
+        self.position += len(chunk)
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes >= _FLUSH_BYTES:
+            self._send()
+
+    def add_member(self, header: bytes, packed: bytes) -> None:
+        """Append one member: header, data, padding to a whole block."""
+        size = len(packed)
+        pad = _PADDING[size & (BLOCK - 1)]
+        span = BLOCK + size + len(pad)
+        self.position += span
+        if size >= _DIRECT_BYTES:
+            # a big sample goes on its own, written piece by piece: never copied
+            if self._pending:
+                self._send()
+            self._pending += (header, packed, pad)
+            self._send()
+            return
+        self._pending += (header, packed, pad)
+        self._pending_bytes += span
+        if self._pending_bytes >= _FLUSH_BYTES:
+            self._send()
+
+    def start_commit(self) -> None:
+        """Seal the archive; the I/O thread writes the rest and commits it."""
+        self.append(end_of_archive(self.position))
+        if self._error is not None:
+            raise ShardError(f"cannot write shard {self.url}: {self._error}") from self._error
+        self._sealed = True
+        if self._pending:
+            self._blocks.put(self._pending)
+            self._pending = []
+        self._blocks.put(None)
+
+    def wait_commit(self) -> None:
+        """Wait for :meth:`start_commit`'s work; re-raise what went wrong."""
+        self._thread.join()
+        if self._error is not None:
+            raise ShardError(f"cannot write shard {self.url}: {self._error}") from self._error
+        if self._commit_error is not None:
+            raise self._commit_error
+
+    def commit(self) -> None:
+        """Seal and commit the shard, waiting until it is done."""
+        self.start_commit()
+        self.wait_commit()
+
     def abort(self) -> None:
-        self.file.close()
+        """Stop writing and delete the temporary file (a finished commit stays)."""
+        self._pending = []
+        if not self._sealed and self._thread.is_alive():
+            self._blocks.put(None)
+        self._thread.join()
+        if not self.file.closed:
+            self.file.close()
         _remove_quietly(self.tmp)
 
 
+def _duplicate(key: str) -> ShardError:
+    return ShardError(f"duplicate sample key {key!r}: keys must be unique within a dataset")
+
+
 def _remove_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 class ShardWriter:
@@ -95,7 +205,9 @@ class ShardWriter:
     put whole) only when it is complete, then its manifest is written (parquet,
     then JSON last). A process killed mid-shard leaves no file at a shard's
     final name; leaving the ``with`` block on an exception discards the shard in
-    progress and keeps the committed ones.
+    progress and keeps the committed ones. A full shard commits in the
+    background while the next one fills (so ``shards`` lags by one until
+    :meth:`close`, which waits for every commit and raises their errors).
 
     Args:
         pattern: shard URL with a ``%d``-style field, e.g. ``"out/shard-%06d.tar"``
@@ -145,7 +257,9 @@ class ShardWriter:
         self.count = 0
         self._next_shard = start_shard
         self._current: _OpenShard | None = None
-        self._keys: set[str] = set()
+        self._committing: _OpenShard | None = None  # sealed, committing in the background
+        self._keys: set[str] = set()  # keys that samples brought
+        self._own_key_at: set[int] = set()  # indices of those samples
         self._schema: Schema | None = None
 
     # -- writing ------------------------------------------------------------------
@@ -157,16 +271,26 @@ class ShardWriter:
         dict ``{"__key__": ..., "msgpack": bytes}``, a ``DictSample``, or a plain
         dict of field values (with an optional ``"__key__"``).
         """
-        key, packed, fields = self._encode(sample)
+        key: str | None
+        codec = getattr(type(sample), "__atdata_codec__", None)
+        if codec is not None:  # a @packable sample: the common case, kept short
+            if self._schema is None:
+                self._schema = codec.schema
+            key, packed, fields = sample.__dict__.get("__key__"), codec.encode(sample), sample
+        else:
+            key, packed, fields = self._encode(sample)
+        # Generated keys are unique by construction, so only the keys samples
+        # bring are remembered: memory stays flat for datasets of any size.
         if key is None:
             key = f"{self.key_prefix}{self.count:08d}"
+            if self._keys and key in self._keys:
+                raise _duplicate(key)
         else:
             check_key(key)
-        if key in self._keys:
-            raise ShardError(
-                f"duplicate sample key {key!r}: keys must be unique within a dataset"
-            )
-        self._keys.add(key)
+            if key in self._keys or self._generated_earlier(key):
+                raise _duplicate(key)
+            self._keys.add(key)
+            self._own_key_at.add(self.count)
         name = key.encode("utf-8") + b".msgpack"
         span = BLOCK + len(packed) + (-len(packed) % BLOCK)
         shard = self._current
@@ -178,14 +302,22 @@ class ShardWriter:
         if shard is None:
             shard = self._current = self._open()
         offset = shard.position
-        shard.append(member_header(name, len(packed)))
-        shard.append(packed)
-        shard.append(padding(len(packed)))
+        shard.add_member(member_header(name, len(packed)), packed)
         shard.count += 1
         self.count += 1
         if shard.builder is not None:
             shard.builder.add(key, offset, span, fields, packed)
         return key
+
+    def _generated_earlier(self, key: str) -> bool:
+        """True when ``key`` is a key this writer generated for an earlier sample."""
+        digits = key[len(self.key_prefix) :]
+        if not key.startswith(self.key_prefix) or not (digits.isascii() and digits.isdigit()):
+            return False
+        index = int(digits)
+        return (
+            f"{index:08d}" == digits and index < self.count and index not in self._own_key_at
+        )
 
     def _encode(self, sample: Any) -> tuple[str | None, bytes, Any]:
         """(key, msgpack bytes, object the manifest can read fields from)."""
@@ -217,7 +349,7 @@ class ShardWriter:
     def _open(self) -> _OpenShard:
         if "%" in self.pattern:
             url = self.pattern % self._next_shard
-        elif not self.shards:
+        elif not self.shards and self._committing is None:
             url = self.pattern
         else:
             raise ShardError(
@@ -233,11 +365,29 @@ class ShardWriter:
         return _OpenShard(url, builder)
 
     def _commit(self) -> None:
+        """Seal the open shard and let it commit in the background (one at a time)."""
         shard, self._current = self._current, None
         if shard is None:
             return
         try:
-            shard.commit()
+            self._wait_committing()
+        except BaseException:
+            shard.abort()
+            raise
+        try:
+            shard.start_commit()
+        except BaseException:
+            shard.abort()
+            raise
+        self._committing = shard
+
+    def _wait_committing(self) -> None:
+        """Wait for the shard committing in the background; record it or raise."""
+        shard, self._committing = self._committing, None
+        if shard is None:
+            return
+        try:
+            shard.wait_commit()
         except BaseException:
             shard.abort()
             raise
@@ -255,15 +405,26 @@ class ShardWriter:
         )
 
     def close(self) -> list[str]:
-        """Commit the shard in progress; returns the URLs of all committed shards."""
+        """Commit the shard in progress; returns the URLs of all committed shards.
+
+        Raises:
+            ShardError: a shard's bytes could not be written.
+            StorageError: a shard could not be committed (e.g. uploaded).
+        """
         self._commit()
+        self._wait_committing()
         return self.shards
 
     def abort(self) -> None:
-        """Discard the shard in progress (committed shards stay)."""
+        """Discard the shard in progress (committed shards stay, as does a full
+        shard that was already committing)."""
         shard, self._current = self._current, None
         if shard is not None:
             shard.abort()
+        try:
+            self._wait_committing()
+        except Exception as exc:  # noqa: BLE001 - abort runs while another error unwinds
+            obs.log_event("shard commit failed", level="warning", error=str(exc))
 
     def __enter__(self) -> ShardWriter:
         return self
