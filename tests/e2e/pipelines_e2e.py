@@ -1,0 +1,79 @@
+"""The pipelines ``atdata serve --pipelines`` loads in the end-to-end tests and the benchmark.
+
+Written as the roadmap writes them: the pipeline calls ``ds.map(transform_sample)``
+with no output prefix, and the map lands under the pipeline's output.
+Buckets come from the environment (set by the test or benchmark that starts the server).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+import atdata
+from atdata.processing import processor
+
+BUCKET = os.environ["ATDATA_E2E_BUCKET"]
+R2_BUCKET = os.environ.get("ATDATA_E2E_R2_BUCKET")
+EXECUTOR = os.environ.get("ATDATA_E2E_EXECUTOR")  # None: map's default ("local")
+
+
+@atdata.packable
+class RawSample:
+    text: str
+    value: int
+
+
+@atdata.packable
+class CleanSample:
+    text: str
+    doubled: int
+
+
+@processor
+def transform_sample(sample: RawSample) -> CleanSample:
+    return CleanSample(text=sample.text.upper(), doubled=sample.value * 2)
+
+
+def _map(ds: Any) -> Any:
+    if EXECUTOR:
+        return ds.map(transform_sample, executor=EXECUTOR)
+    return ds.map(transform_sample)
+
+
+@atdata.pipeline(trigger=f"s3://{BUCKET}/incoming", output=f"s3://{BUCKET}/processed")
+def process_uploads(shard_url: str) -> Any:
+    ds = atdata.Dataset[RawSample](shard_url)
+    return _map(ds)
+
+
+if R2_BUCKET:
+
+    @atdata.pipeline(trigger=f"r2://{R2_BUCKET}/incoming", output=f"r2://{R2_BUCKET}/processed")
+    def process_r2_uploads(shard_url: str) -> Any:
+        ds = atdata.Dataset[RawSample](shard_url)
+        return _map(ds)
+
+
+def _install_map_hook_if_missing() -> None:
+    """Stand-in for the one-line hook in processing (map consults the pipeline's output when
+    given no output prefix) until it lands; does nothing once it has."""
+    import atdata.processing as processing
+    import atdata.processing._map as map_module
+
+    if "current_output_prefix" in inspect.getsource(map_module.map_dataset):
+        return
+    original = map_module.map_dataset
+
+    def map_dataset(ds: Any, fn: Any, output_prefix: str | None = None, **kw: Any) -> Any:
+        if output_prefix is None:
+            from atdata.pipeline import current_output_prefix
+
+            output_prefix = current_output_prefix()
+        return original(ds, fn, output_prefix, **kw)
+
+    processing.map_dataset = map_dataset
+
+
+_install_map_hook_if_missing()
