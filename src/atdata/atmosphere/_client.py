@@ -733,7 +733,11 @@ def resolve(ref: str) -> ResolvedDataset:
         >>> r = atdata.atmosphere.resolve("@alice.bsky.social/mnist")   # doctest: +SKIP
         >>> Dataset[r.sample_type()](r.urls)                            # doctest: +SKIP
     """
-    return current().resolve(ref)
+    chosen = _CURRENT.get()
+    if chosen is not None:
+        return chosen.resolve(ref)
+    with current() as made:  # made for this call: close its connections after
+        return made.resolve(ref)
 
 
 def is_atmosphere_ref(text: str) -> bool:

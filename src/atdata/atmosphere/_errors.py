@@ -10,12 +10,14 @@
         ├── RecordConflictError         a record exists with other content (e.g. a schema version)
         └── InvalidRecordError          a record breaks a lexicon rule (floats, sizes, keys)
 
-Every message is one line saying what failed, where, and what to do.
+Every message is one line saying what failed, where, and what to do. The
+branch's root, :class:`AtmosphereError`, is defined in :mod:`atdata.errors` (one
+tree, drawn there too) and re-exported here.
 """
 
 from __future__ import annotations
 
-from atdata.errors import AtdataError
+from atdata.errors import AtmosphereError
 
 __all__ = [
     "AtmosphereAuthError",
@@ -25,18 +27,6 @@ __all__ = [
     "RecordConflictError",
     "RecordNotFoundError",
 ]
-
-
-class AtmosphereError(AtdataError):
-    """A request to the AT Protocol network failed.
-
-    Attributes:
-        service: the PDS (or PLC) URL involved, when known.
-    """
-
-    def __init__(self, message: str, *, service: str | None = None) -> None:
-        self.service = service
-        super().__init__(message)
 
 
 class AtmosphereAuthError(AtmosphereError):

@@ -1,13 +1,16 @@
 """The ``atdata`` command line (console script ``atdata = atdata.cli:main``).
 
 Commands: ``inspect``, ``schema show``, ``schema diff``, ``preview``, ``query``,
-``manifest build``, ``register`` and ``ls``; each prints JSON with ``--json``,
+``manifest build``, ``register``, ``ls``, ``publish`` and ``atmo ls`` (plus the
+pipeline's ``serve`` and ``pipeline``); each prints JSON with ``--json``,
 exits 0 on success and 1 with a one-line ``error: ...`` on a user error
 (``--debug`` shows the traceback instead).
 
 Example:
     $ atdata inspect 'data/shard-{000000..000199}.tar'
     $ atdata query @local/images "confidence > 0.9 AND label = 'dog'" --count
+    $ atdata publish @local/images --version 1.0.0
+    $ atdata inspect @alice.bsky.social/images
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ never loads numpy, pyarrow, duckdb or fsspec.
 
 from __future__ import annotations
 
+import enum
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -38,7 +39,8 @@ TargetArg = Annotated[
     str,
     typer.Argument(
         metavar="URL",
-        help="A shard, folder, brace pattern, glob, s3:// or r2:// URL, or @local/NAME.",
+        help="A shard, folder, brace pattern, glob, s3:// or r2:// URL, @local/NAME, "
+        "or a published @HANDLE/NAME or at:// URI.",
         show_default=False,
     ),
 ]
@@ -175,8 +177,19 @@ manifest_app = typer.Typer(
     invoke_without_command=True,
     context_settings=_CONTEXT,
 )
+atmo_app = typer.Typer(
+    name="atmo",
+    help="What an account has published on the AT Protocol network.\n\n"
+    "Reads public records: no login is needed to list another account. Credentials come "
+    "from ATDATA_HANDLE and ATDATA_APP_PASSWORD (or ATDATA_SESSION); ATDATA_PDS picks the PDS.",
+    short_help=COMMANDS["atmo"],
+    epilog=_example("atdata atmo ls", "atdata atmo ls alice.bsky.social --json"),
+    invoke_without_command=True,
+    context_settings=_CONTEXT,
+)
 app.add_typer(schema_app)
 app.add_typer(manifest_app)
+app.add_typer(atmo_app)
 # `atdata serve` and `atdata pipeline ...` live with the pipeline code's CLI module.
 app.command("serve", short_help=COMMANDS["serve"], epilog=SERVE_EPILOG)(serve)
 app.add_typer(pipeline_app, short_help=COMMANDS["pipeline"])
@@ -212,6 +225,11 @@ def _schema_root(ctx: typer.Context) -> None:
 
 @manifest_app.callback()
 def _manifest_root(ctx: typer.Context) -> None:
+    _help_if_bare(ctx)
+
+
+@atmo_app.callback()
+def _atmo_root(ctx: typer.Context) -> None:
     _help_if_bare(ctx)
 
 
@@ -466,6 +484,100 @@ def ls(as_json: JsonOption = False) -> None:
         _emit(result)
     else:
         _local.render_listing(result)
+
+
+class Storage(enum.StrEnum):
+    """Where ``atdata publish`` records the shards (see ``Atmosphere.publish_dataset``)."""
+
+    auto = "auto"
+    http = "http"
+    s3 = "s3"
+    blobs = "blobs"
+
+
+@app.command(
+    short_help=COMMANDS["publish"],
+    epilog=_example(
+        "atdata publish @local/my-dataset --version 1.0.0",
+        "atdata publish 'data/shard-*.tar' --name mnist --storage blobs --tag vision --json",
+    ),
+)
+def publish(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME_OR_PATH",
+            help="@local/NAME (published as NAME, with its registered schema), or a shard, "
+            "folder, pattern or URL (give --name; the schema is read from its manifests).",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="The name others load it by, as @HANDLE/NAME."),
+    ] = None,
+    storage: Annotated[
+        Storage,
+        typer.Option(
+            "--storage",
+            help="http: the http(s) URLs as they are; s3: bucket and keys; blobs: upload the "
+            "shards to your PDS; auto: by the URLs (local files become blobs).",
+        ),
+    ] = Storage.auto,
+    version: Annotated[
+        str | None, typer.Option("--version", help="The label's version, e.g. 1.0.0.")
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option("--tag", "-t", help="A tag people can find it by (repeatable)."),
+    ] = None,
+    license: Annotated[
+        str | None, typer.Option("--license", help="An SPDX license, e.g. CC-BY-4.0.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Publish a dataset's schema, entry and label records in your AT Protocol repository.
+
+    Idempotent: records that exist with the same content are reused, so running it
+    again writes (and uploads) nothing. Needs ATDATA_HANDLE and ATDATA_APP_PASSWORD (or
+    ATDATA_SESSION); ATDATA_PDS picks the PDS (default https://bsky.social).
+    """
+    from atdata.cli import _publish
+
+    result = _publish.publish(
+        source, name=name, storage=storage.value, version=version, tags=tags or [],
+        license=license,
+    )
+    if as_json:
+        _emit(result)
+    else:
+        _publish.render(result)
+
+
+@atmo_app.command(
+    "ls",
+    short_help=SUBCOMMANDS["atmo"]["ls"],
+    epilog=_example("atdata atmo ls", "atdata atmo ls alice.bsky.social --json"),
+)
+def atmo_ls(
+    repo: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="HANDLE_OR_DID",
+            help="The repository to list (default: the logged-in account).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Labels, dataset entries, schemas and lenses a repository has published."""
+    from atdata.cli import _atmo
+
+    result = _atmo.listing(repo)
+    if as_json:
+        _emit(result)
+    else:
+        _atmo.render_listing(result)
 
 
 def _emit(result: Any) -> None:

@@ -14,7 +14,7 @@ __all__ = ["COMMANDS", "DESCRIPTION", "EXAMPLE", "OPTIONS", "SUBCOMMANDS", "SUMM
 SUMMARY = "Inspect, query and manage typed WebDataset shard datasets."
 DESCRIPTION = (
     "Every command takes a local shard, folder, brace pattern or glob, an s3:// or r2:// URL, "
-    "or @local/NAME, and prints JSON with --json."
+    "@local/NAME, or a published @HANDLE/NAME or at:// URI, and prints JSON with --json."
 )
 MAX_WIDTH = 100  # widest help text, as the typer app's ``max_content_width``
 EXAMPLE = "atdata inspect 'data/shard-{000000..000199}.tar'"
@@ -28,6 +28,8 @@ COMMANDS: dict[str, str] = {
     "manifest": "Build manifests for shards that lack them (build).",
     "register": "Register a dataset in the local index as @local/NAME.",
     "ls": "Registered datasets and schemas.",
+    "publish": "Publish a dataset on the AT Protocol network as @HANDLE/NAME.",
+    "atmo": "What an account has published on the AT Protocol network (ls).",
     "serve": "Serve the pipeline dispatcher (R2 events, map jobs) over HTTP.",
     "pipeline": "Pipelines: poll a bucket, list pipelines, show events.",
 }
@@ -39,6 +41,9 @@ SUBCOMMANDS: dict[str, dict[str, str]] = {
     },
     "manifest": {
         "build": "Write manifests for the shards that lack them.",
+    },
+    "atmo": {
+        "ls": "Labels, datasets, schemas and lenses a repository has published.",
     },
 }
 

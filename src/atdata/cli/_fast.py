@@ -6,7 +6,9 @@ and pydantic, which typer 0.2x uses to coerce every argument), about half the
 these simple shapes it is handled here, by the same code the typer command
 calls and with the same error handling; anything else (other flags, ``--``,
 ``-h`` after a command...) goes to the typer app. ``tests/test_cli_fast.py``
-checks both paths print the same thing.
+checks both paths print the same thing. A published ``@handle/name`` or ``at://``
+target takes this path too: ``_inspect.gather`` resolves it exactly as the typer
+command does, importing the atmosphere layer only then.
 """
 
 from __future__ import annotations

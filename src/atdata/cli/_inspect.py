@@ -18,11 +18,15 @@ def gather(target: str) -> dict[str, Any]:
     """Counts, schema, shards and field statistics of the dataset at ``target``.
 
     Only the manifests' JSON headers are read (concurrently); shards without a
-    manifest are counted by size only.
+    manifest are counted by size only. For a published dataset (``@handle/name``,
+    ``at://``) the schema and sample count also come from its records, so a
+    dataset stored as PDS blobs (which carry no manifests) is described too.
 
     Returns:
-        ``url``, ``dataset`` (the ``@local/`` name or None), ``description``,
-        ``num_samples`` (None when a shard has no manifest), ``num_shards``,
+        ``url``, ``dataset`` (the ``@local/`` name, the ``at://`` entry URI of a
+        published dataset, or None), ``description``, ``published`` (``uri``,
+        ``cid``, ``schema_uri``, ``label_uri`` of a published dataset, else None),
+        ``num_samples`` (None when a shard has no manifest and no record says), ``num_shards``,
         ``size_bytes``, ``manifests`` (``present``/``missing`` counts),
         ``schema`` (dict or None; merged when shards hold several versions),
         ``shard_schemas`` (the distinct ``NAME@VERSION`` the manifests record),
@@ -34,7 +38,7 @@ def gather(target: str) -> dict[str, Any]:
     headers = read_headers(shards)
     missing = [s for s, h in zip(shards, headers, strict=True) if h is None]
     sizes = dict(zip(missing, shard_sizes(missing), strict=True))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for shard, header in zip(shards, headers, strict=True):
         if header is None:
             rows.append({"url": shard, "num_samples": None, "size_bytes": sizes[shard],
@@ -46,14 +50,31 @@ def gather(target: str) -> dict[str, Any]:
     schema = dataset_schema(present)
     if schema is None and resolved.record is not None:
         schema = resolved.record.schema
+    if schema is None:
+        schema = resolved.schema
     seen = sorted({i for h in present if (i := _schema_id(h.get("schema"))) is not None})
     known_sizes = [r["size_bytes"] for r in rows if r["size_bytes"] is not None]
-    record = resolved.record
+    record, published = resolved.record, resolved.published
+    num_samples = None if missing else sum(r["num_samples"] for r in rows)
+    dataset, description = None, ""
+    if record is not None:
+        dataset, description = record.uri, record.description
+    elif published is not None:
+        dataset, description = published.uri, str(published.entry.get("description") or "")
+        counted = (published.entry.get("size") or {}).get("samples")
+        if num_samples is None and isinstance(counted, int):
+            num_samples = counted  # the publisher's count, for shards without manifests
     return {
         "url": target,
-        "dataset": record.uri if record is not None else None,
-        "description": record.description if record is not None else "",
-        "num_samples": None if missing else sum(r["num_samples"] for r in rows),
+        "dataset": dataset,
+        "description": description,
+        "published": None if published is None else {
+            "uri": published.uri,
+            "cid": published.cid,
+            "schema_uri": published.schema_uri,
+            "label_uri": published.label_uri,
+        },
+        "num_samples": num_samples,
         "num_samples_in_manifests": sum(r["num_samples"] or 0 for r in rows),
         "num_shards": len(shards),
         "size_bytes": sum(known_sizes),
@@ -104,11 +125,13 @@ def render(result: Mapping[str, Any], *, all_shards: bool = False) -> None:
     total = human_bytes(result["size_bytes"])
     overview.add_row("shards", f"{result['num_shards']:,} ({total}{spread})")
     style = "green" if not manifests["missing"] else "yellow"
+    # A published dataset's shards are the publisher's to index (PDS blobs have no manifests).
+    hint = manifests["missing"] and result.get("published") is None
     overview.add_row(
         "manifests",
         Text(f"{manifests['present']:,} of {result['num_shards']:,} shards", style=style)
         + (Text(f"  build the rest with `atdata manifest build {result['url']}`", style="dim")
-           if manifests["missing"] else Text("")),
+           if hint else Text("")),
     )
     schema = result["schema"]
     if schema:

@@ -31,14 +31,27 @@ def run(
         QueryError: an unknown field (the message suggests the closest) or bad syntax.
     """
     from atdata.dataset import Dataset
-    from atdata.errors import QueryError
+    from atdata.errors import ManifestError, QueryError
 
     if not where.strip():
         raise QueryError(
             "Empty query. Give a condition such as \"confidence > 0.9 AND label = 'dog'\"."
         )
     resolved = resolve(target)
-    found = Dataset(resolved.shards).query(sql=where)
+    try:
+        found = Dataset(resolved.shards).query(sql=where)
+    except ManifestError as exc:
+        published = resolved.published
+        storage = (published.entry.get("storage") or {}).get("$type", "") if published else ""
+        if not storage.endswith("storageBlobs"):
+            raise
+        # The generic hint (build the manifest beside the shard) cannot apply to a PDS blob.
+        raise ManifestError(
+            f"{target} is published as PDS blobs, which carry no manifests, so it cannot be "
+            f"queried. Read its samples with `atdata preview {target}`, or ask the publisher "
+            "to publish it over http or s3 beside its manifests.",
+            url=exc.url,
+        ) from None
     result: dict[str, Any] = {
         "url": target,
         "where": where,

@@ -2,21 +2,24 @@
 
 Every command takes the same kinds of target: a local shard, folder, brace
 pattern or glob; an ``s3://``/``r2://``/``http(s)://`` URL or pattern (a URL
-ending in ``/`` is a folder); or ``@local/name`` from the local index.
+ending in ``/`` is a folder); ``@local/name`` from the local index; or a dataset
+published on the AT Protocol network, ``@handle/name[@version]`` or an ``at://``
+URI (resolved by ``atdata.atmosphere.resolve``, imported only for those).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from atdata.errors import UnreadableURLError, closest
 
 if TYPE_CHECKING:
+    from atdata.atmosphere import ResolvedDataset
     from atdata.index import DatasetRecord
 
-__all__ = ["Target", "is_dataset_ref", "resolve"]
+__all__ = ["Target", "is_dataset_ref", "is_published_ref", "resolve"]
 
 _PATTERN_CHARS = "{*?["
 _MANIFEST_SUFFIXES = (".manifest.json", ".manifest.parquet")
@@ -32,12 +35,17 @@ class Target:
         urls: what to store when registering it: local paths made absolute,
             patterns kept as patterns, a folder as its list of shards.
         record: the index entry, for ``@local/name``.
+        schema: the published schema (a JSON dict, as in the index), for
+            ``@handle/name`` and ``at://``: known without reading the shards.
+        published: the resolved entry, for ``@handle/name`` and ``at://``.
     """
 
     text: str
     shards: list[str]
     urls: list[str] = field(default_factory=list)
     record: DatasetRecord | None = None
+    schema: dict[str, Any] | None = None
+    published: ResolvedDataset | None = None
 
     @property
     def is_local(self) -> bool:
@@ -46,7 +54,8 @@ class Target:
 
 
 def is_dataset_ref(text: str) -> bool:
-    """True when ``text`` names data (a path, URL, pattern or ``@local/``), not a schema."""
+    """True when ``text`` names data (a path, URL, pattern, ``@local/`` or a published
+    ``@handle/name``), not a schema."""
     return (
         text.startswith("@")
         or "://" in text
@@ -64,8 +73,12 @@ def resolve(text: str) -> Target:
     Raises:
         UnreadableURLError: nothing is there (the message suggests close names).
         DatasetNotFoundError: an unknown ``@local/`` name.
+        AtmosphereError: a published dataset cannot be resolved (e.g.
+            ``RecordNotFoundError`` for an unknown handle or name).
     """
     text = text.strip()
+    if is_published_ref(text):
+        return _resolve_published(text)
     if not text:
         raise UnreadableURLError(
             "Empty dataset argument. Give a path, a pattern such as "
@@ -79,11 +92,30 @@ def resolve(text: str) -> Target:
     return _resolve_path(text)
 
 
+def is_published_ref(text: str) -> bool:
+    """True for ``at://`` URIs and ``@handle/name`` (not ``@local/``): datasets on the
+    AT Protocol network. A string test, so local targets never import the atmosphere
+    layer (as ``atdata.atmosphere.is_atmosphere_ref``, which would)."""
+    return text.startswith("at://") or (
+        text.startswith("@") and not text.startswith("@local/") and "/" in text
+    )
+
+
+def _resolve_published(text: str) -> Target:
+    from atdata.atmosphere import resolve as resolve_published
+
+    published = resolve_published(text)
+    # The URLs are final (PDS blob URLs carry a query string that must not be globbed).
+    urls = list(published.urls)
+    return Target(text, urls, urls, schema=published.schema.to_json(), published=published)
+
+
 def _resolve_local_name(text: str) -> Target:
     if not text.startswith("@local/"):
         raise UnreadableURLError(
-            f"Unknown dataset namespace in {text!r}: only @local/NAME (the local index) "
-            "is supported. List registered datasets with `atdata ls`.",
+            f"Unknown dataset namespace in {text!r}: give @local/NAME (the local index), "
+            "@HANDLE/NAME or an at:// URI (published on the AT Protocol network). "
+            "List registered datasets with `atdata ls`.",
             url=text,
         )
     from atdata.index import Catalog

@@ -1,8 +1,10 @@
 """``atdata schema show`` and ``atdata schema diff``.
 
 A schema argument is either data (a path, pattern, URL or ``@local/name``,
-whose schema is read from its manifests or the index) or a registered schema
-``NAME`` / ``NAME@VERSION`` (the latest version when none is given).
+whose schema is read from its manifests or the index; or a published
+``@handle/name`` / ``at://`` dataset, whose schema record is read, never its
+shards) or a registered schema ``NAME`` / ``NAME@VERSION`` (the latest version
+when none is given).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from atdata.cli._resolve import is_dataset_ref, resolve
 from atdata.errors import SchemaError
 
 if TYPE_CHECKING:
+    from atdata.cli._resolve import Target
     from atdata.index import Catalog
 
 __all__ = ["diff", "load", "render_diff", "render_show", "show"]
@@ -27,17 +30,16 @@ def load(source: str, catalog: Catalog | None = None) -> tuple[dict[str, Any], s
     """The schema (a JSON dict) that ``source`` names, and where it came from.
 
     Returns:
-        ``(schema, origin)``; origin is ``"index"`` or ``"manifest"``.
+        ``(schema, origin)``; origin is ``"index"``, ``"manifest"`` or
+        ``"atmosphere"`` (the schema record of a published dataset).
 
     Raises:
         SchemaError: an unknown schema name or version (with suggestions).
         UnreadableURLError, ManifestError: data that cannot be read or has no manifest.
+        AtmosphereError: a published dataset that cannot be resolved.
     """
     if is_dataset_ref(source):
-        target = resolve(source)
-        if target.record is not None:
-            return dict(target.record.schema), "index"
-        return _dataset_schema(target.shards), "manifest"
+        return _target_schema(resolve(source))
     name, _, version = source.partition("@")
     from atdata.index import Catalog
 
@@ -54,6 +56,14 @@ def load(source: str, catalog: Catalog | None = None) -> tuple[dict[str, Any], s
             f"{exc} If you meant a dataset: there is no file or folder named {source!r}."
         ) from None
     return dict(record.schema), "index"
+
+
+def _target_schema(target: Target) -> tuple[dict[str, Any], str]:
+    if target.record is not None:
+        return dict(target.record.schema), "index"
+    if target.schema is not None:
+        return dict(target.schema), "atmosphere"
+    return _dataset_schema(target.shards), "manifest"
 
 
 def _dataset_schema(shards: Sequence[str]) -> dict[str, Any]:
@@ -82,25 +92,30 @@ def show(source: str) -> dict[str, Any]:
 
     Returns:
         The schema dict (``name``, ``version``, ``module``, ``fields``) plus
-        ``source``, ``origin``, ``versions`` (registered versions of this name)
-        and ``datasets`` (``@local/`` names using exactly this version).
+        ``source``, ``origin``, ``versions`` (registered versions of this name),
+        ``datasets`` (``@local/`` names using exactly this version) and
+        ``published`` (``uri`` and ``schema_uri`` of a published dataset, else None).
     """
     from atdata.index import Catalog, default_index_path
 
     result: dict[str, Any]
+    published = None
     if not is_dataset_ref(source) or source.startswith("@local/"):
         with Catalog() as catalog:
             schema, origin = load(source, catalog)
             result = _with_index_facts(schema, catalog)
     else:
-        schema, origin = load(source)
+        target = resolve(source)
+        schema, origin = _target_schema(target)
+        if target.published is not None:
+            published = {"uri": target.published.uri, "schema_uri": target.published.schema_uri}
         result = dict(schema)
         if default_index_path().exists():
             with Catalog() as catalog:
                 result = _with_index_facts(schema, catalog)
         else:
             result.update(versions=[], datasets=[])
-    result.update(source=source, origin=origin)
+    result.update(source=source, origin=origin, published=published)
     return result
 
 
@@ -130,10 +145,15 @@ def render_show(result: Mapping[str, Any]) -> None:
     header = Text.assemble(
         (str(result.get("name", "?")), "bold cyan"), " ", (str(result.get("version", "?")), "bold")
     )
-    if result.get("module"):
+    published = result.get("published")
+    # A published schema's module is its record's URI, printed on the next line.
+    if result.get("module") and not published:
         header.append(f"  (module {result['module']})", style="dim")
     out.print(header)
-    where = "local index" if result["origin"] == "index" else "manifests"
+    if published:
+        where = f"published schema {published['schema_uri']}"
+    else:
+        where = "local index" if result["origin"] == "index" else "manifests"
     out.print(Text(f"from {result['source']} ({where})", style="dim"))
     versions = result.get("versions") or []
     if versions:
