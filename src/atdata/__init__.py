@@ -50,8 +50,11 @@ _EXPORTS: dict[str, str] = {
     "Schema": "atdata.sample",
     "ShardWriter": "atdata.shards",
     "lens": "atdata.lens",
+    "job_status": "atdata.processing",
     "load_dataset": "atdata.dataset",
+    "map_dataset": "atdata.processing",
     "packable": "atdata.sample",
+    "processor": "atdata.processing",
     "schema_of": "atdata.sample",
 }
 
@@ -59,8 +62,8 @@ __all__ = sorted(_EXPORTS)
 
 # subpackages reachable as attributes without an explicit import (atdata.manifest.build)
 _SUBMODULES = frozenset(
-    {"atmosphere", "errors", "index", "lens", "manifest", "observability", "pipeline",
-     "processing", "sample", "shards", "storage", "testing"}
+    {"atmosphere", "errors", "index", "lens", "manifest", "modal", "observability",
+     "pipeline", "processing", "sample", "shards", "storage", "testing"}
 )
 
 
@@ -81,7 +84,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from atdata._types import ManifestField
+    from atdata.dataset import Dataset, DatasetDict, SampleBatch, load_dataset
     from atdata.index import Catalog
+    from atdata.lens import lens
+    from atdata.manifest import ManifestBuilder, QueryResult, SampleLocation
     from atdata.observability import (
         attach_trace_context,
         configure_logging,
@@ -97,8 +103,6 @@ if TYPE_CHECKING:
         trace,
         traced,
     )
-    from atdata.dataset import Dataset, DatasetDict, SampleBatch, load_dataset
-    from atdata.lens import lens
-    from atdata.manifest import ManifestBuilder, QueryResult, SampleLocation
+    from atdata.processing import job_status, map_dataset, processor
     from atdata.sample import DictSample, NDArray, PackableSample, Schema, packable, schema_of
     from atdata.shards import ShardWriter

@@ -274,9 +274,9 @@ def s3_bucket(s3_server: str) -> str:
 @pytest.fixture
 def inline_executor() -> Any:
     """An executor that runs each shard task in this process, in order (debuggable)."""
-    from atdata.processing import get_executor
+    from atdata.processing import InlineExecutor
 
-    return get_executor("inline")
+    return InlineExecutor()
 
 
 @pytest.fixture(scope="session")
