@@ -1,0 +1,63 @@
+"""Processing: per-sample functions run over whole datasets, shard by shard.
+
+- :func:`processor` turns ``fn(sample: In) -> Out`` into a processor (and,
+  given a ``modal.App``, registers it on Modal);
+- ``Dataset.map(fn, output_prefix=...)`` (:func:`map_dataset`) runs it on an
+  executor, writes output shards with manifests, and returns ``Dataset[Out]``;
+- :func:`job_status` reads a job's ledger: per-shard state, attempts, errors,
+  and the dead-letter records;
+- executors (``"inline"``, ``"local"``, ``"dask"``, ``"modal"``) share one small
+  interface, :class:`Executor`; :func:`register_executor` adds others.
+
+Example:
+    >>> @atdata.processor
+    ... def embed(sample: ImageSample) -> EmbeddingSample:
+    ...     return EmbeddingSample(embedding=model(sample.image), label=sample.label)
+    >>> out = ds.map(embed, output_prefix="s3://bucket/embedded/v1")
+    >>> atdata.job_status("s3://bucket/embedded/v1").counts
+    {'done': 16, 'failed': 0, 'pending': 0}
+"""
+
+from __future__ import annotations
+
+from atdata.processing._ledger import DeadLetter, JobStatus, RunRecord, ShardStatus, job_status
+from atdata.processing._map import map_dataset
+from atdata.processing._processor import Processor, processor
+from atdata.processing._task import OnError, ShardResult, ShardTask, process_shard
+from atdata.processing.executors import Executor, TaskHandle, get_executor, register_executor
+from atdata.processing.executors.inline import InlineExecutor
+from atdata.processing.executors.local import LocalExecutor
+
+__all__ = [
+    "DeadLetter",
+    "Executor",
+    "InlineExecutor",
+    "JobStatus",
+    "LocalExecutor",
+    "OnError",
+    "Processor",
+    "RunRecord",
+    "ShardResult",
+    "ShardStatus",
+    "ShardTask",
+    "TaskHandle",
+    "get_executor",
+    "job_status",
+    "map_dataset",
+    "process_shard",
+    "processor",
+    "register_executor",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The executors with optional dependencies import them only when asked for.
+    if name == "DaskExecutor":
+        from atdata.processing.executors.dask import DaskExecutor
+
+        return DaskExecutor
+    if name == "ModalExecutor":
+        from atdata.processing.executors.modal import ModalExecutor
+
+        return ModalExecutor
+    raise AttributeError(f"module 'atdata.processing' has no attribute {name!r}")

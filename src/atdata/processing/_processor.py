@@ -1,0 +1,370 @@
+"""``@atdata.processor``: a per-sample function with typed input and output.
+
+The input and output sample types are read from the function's annotations.
+The decorated object stays a plain callable on one sample (for unit tests);
+``Dataset.map`` runs it over whole shards. Given a ``modal.App``, the decorator
+also registers a Modal function on that app, with the requested resources, that
+runs the same shard task every other executor runs.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import functools
+import hashlib
+import importlib
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Callable
+from typing import Any, Generic, Literal, TypeVar, overload
+
+from atdata.errors import MissingDependencyError, ProcessingError
+from atdata.sample import is_packable
+
+__all__ = ["Processor", "as_processor", "processor"]
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+Emits = Literal["one", "many"]
+
+_MANY = {
+    list,
+    tuple,
+    collections.abc.Sequence,
+    collections.abc.Iterable,
+    collections.abc.Iterator,
+    collections.abc.Generator,
+}
+
+
+class Processor(Generic[In, Out]):
+    """A per-sample function ``In -> Out`` that ``Dataset.map`` runs over shards.
+
+    Create it with :func:`processor`. Calling it on one sample calls the
+    function. The function may return a sample, ``None`` (drop the sample) or a
+    list of samples (emit several; generator functions work too).
+
+    Attributes:
+        fn: the undecorated function.
+        input_type: the sample type it takes (from its first parameter).
+        output_type: the sample type it returns (from its return annotation).
+        name: the function's name; also the Modal function's name.
+        app: the ``modal.App`` it is registered on, or None.
+        cpu, memory, gpu, timeout: resources requested from Modal (``timeout``
+            also bounds a task on the local executor).
+        retries: how many times a failing shard is retried.
+        version: the pipeline version recorded in output manifests.
+        modal_function: the registered ``modal.Function``, or None.
+    """
+
+    fn: Callable[[Any], Any]
+    name: str
+    input_type: type
+    output_type: type
+    emits: Emits
+
+    def __init__(
+        self,
+        fn: Callable[[In], Any],
+        *,
+        app: Any = None,
+        cpu: float | None = None,
+        memory: int | None = None,
+        gpu: str | None = None,
+        timeout: float | None = None,
+        retries: int = 0,
+        name: str | None = None,
+        version: str | None = None,
+        modal_options: dict[str, Any] | None = None,
+    ) -> None:
+        if isinstance(fn, Processor):
+            fn = fn.fn  # re-wrapping: start from the plain function
+        if not callable(fn):
+            raise ProcessingError(f"@atdata.processor needs a function, got {fn!r}")
+        if retries < 0:
+            raise ValueError(f"retries must be 0 or more, got {retries}")
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name = name or str(getattr(fn, "__name__", type(fn).__name__))
+        self.input_type, self.output_type, self.emits = signature_types(fn)
+        self.app = app
+        self.cpu = cpu
+        self.memory = memory
+        self.gpu = gpu
+        self.timeout = timeout
+        self.retries = retries
+        self.version = version or _code_version(fn)
+        self.modal_options = dict(modal_options or {})
+        self.modal_function: Any = None
+        if app is not None:
+            self.modal_function = _register_modal(self)
+
+    def __call__(self, sample: In) -> Any:
+        """Run the function on one sample."""
+        return self.fn(sample)
+
+    def __repr__(self) -> str:
+        return (
+            f"<processor {self.name}: {self.input_type.__name__} -> "
+            f"{self.output_type.__name__}{'[]' if self.emits == 'many' else ''}>"
+        )
+
+    def __reduce__(self) -> Any:
+        # By reference when a worker can import it, so that module-level state
+        # (a model loaded at import) is rebuilt there instead of pickled;
+        # by value (without the Modal registration) otherwise.
+        module = getattr(self.fn, "__module__", None)
+        qualname = getattr(self.fn, "__qualname__", "")
+        if module and module != "__main__" and "<locals>" not in qualname:
+            target: Any = sys.modules.get(module)
+            for part in qualname.split("."):
+                target = getattr(target, part, None)
+            if target is self:
+                return _import_processor, (module, qualname)
+        state = {
+            "fn": self.fn,
+            "name": self.name,
+            "input_type": self.input_type,
+            "output_type": self.output_type,
+            "emits": self.emits,
+            "retries": self.retries,
+            "timeout": self.timeout,
+            "version": self.version,
+        }
+        return _rebuild_processor, (state,)
+
+
+def _import_processor(module: str, qualname: str) -> Processor[Any, Any]:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target  # type: ignore[no-any-return]
+
+
+def _rebuild_processor(state: dict[str, Any]) -> Processor[Any, Any]:
+    # Not through __init__: types that travelled by value are complete only
+    # once unpickling ends, too late to check them again; they were checked here.
+    proc: Processor[Any, Any] = Processor.__new__(Processor)
+    functools.update_wrapper(proc, state["fn"])
+    proc.__dict__.update(state, app=None, cpu=None, memory=None, gpu=None,
+                         modal_options={}, modal_function=None)
+    return proc
+
+
+@overload
+def processor(fn: Callable[[In], Any], /) -> Processor[In, Any]: ...
+@overload
+def processor(
+    app: Any = None,
+    /,
+    *,
+    cpu: float | None = None,
+    memory: int | None = None,
+    gpu: str | None = None,
+    timeout: float | None = None,
+    retries: int = 0,
+    name: str | None = None,
+    version: str | None = None,
+    **modal_options: Any,
+) -> Callable[[Callable[[In], Any]], Processor[In, Any]]: ...
+
+
+def processor(
+    app: Any = None,
+    /,
+    *,
+    cpu: float | None = None,
+    memory: int | None = None,
+    gpu: str | None = None,
+    timeout: float | None = None,
+    retries: int = 0,
+    name: str | None = None,
+    version: str | None = None,
+    **modal_options: Any,
+) -> Any:
+    """Make a per-sample function a processor for ``Dataset.map``.
+
+    The input type is the annotation of the function's first parameter and
+    the output type its return annotation (``Out``, ``Out | None``,
+    ``list[Out]`` or ``Iterator[Out]``); both must be ``@atdata.packable``
+    classes (or ``DictSample``).
+
+    Args:
+        app: a ``modal.App``; the processor then registers a Modal function on
+            it now, and ``map`` runs on Modal by default.
+        cpu: CPU cores to request from Modal.
+        memory: memory to request from Modal, in MiB.
+        gpu: GPU type to request from Modal, e.g. ``"A10G"``.
+        timeout: seconds one shard may take (Modal's function timeout; also
+            enforced by the local executor).
+        retries: times a failing shard is retried before it counts as failed.
+        name: the name shown in logs and on Modal; the function's by default.
+        version: the pipeline version recorded in output manifests; by default
+            a hash of the function's code.
+        **modal_options: passed to ``app.function`` (``image``, ``secrets``,
+            ``volumes``...).
+
+    Raises:
+        ProcessingError: an annotation is missing or is not a sample type.
+        MissingDependencyError: ``app`` is given and ``modal`` is not installed.
+
+    Example:
+        >>> @atdata.processor
+        ... def double(sample: Reading) -> Reading:
+        ...     return Reading(value=2 * sample.value)
+        >>> double(Reading(value=1.5)).value
+        3.0
+        >>> app = modal.App("embed")
+        >>> @atdata.processor(app, cpu=2, memory=4096, gpu="A10G", retries=2)
+        ... def embed(sample: ImageSample) -> EmbeddingSample:
+        ...     ...
+    """
+    if app is not None and _is_plain_callable(app):
+        return Processor(app, cpu=cpu, memory=memory, gpu=gpu, timeout=timeout,
+                         retries=retries, name=name, version=version,
+                         modal_options=modal_options)
+
+    def decorate(fn: Callable[[In], Any]) -> Processor[In, Any]:
+        return Processor(fn, app=app, cpu=cpu, memory=memory, gpu=gpu, timeout=timeout,
+                         retries=retries, name=name, version=version,
+                         modal_options=modal_options)
+
+    return decorate
+
+
+def as_processor(fn: Callable[[Any], Any] | Processor[Any, Any]) -> Processor[Any, Any]:
+    """``fn`` itself when it is a processor, else a processor made from its annotations."""
+    return fn if isinstance(fn, Processor) else Processor(fn)
+
+
+def _is_plain_callable(obj: Any) -> bool:
+    # A modal.App is not callable, but check its shape too, in case that changes.
+    return callable(obj) and not hasattr(obj, "function")
+
+
+# -- annotations -----------------------------------------------------------------
+
+
+def signature_types(fn: Callable[..., Any]) -> tuple[type, type, Emits]:
+    """``(input type, output type, "one" | "many")`` from a function's annotations.
+
+    Raises:
+        ProcessingError: an annotation is missing, unresolvable or not a sample type.
+    """
+    name = getattr(fn, "__name__", repr(fn))
+    example = f"`def {name}(sample: InSample) -> OutSample:`"
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    if not params:
+        raise ProcessingError(
+            f"{name} takes no sample argument; a processor is called with one sample: "
+            f"write {example}"
+        )
+    param = params[0]
+    try:
+        hints = typing.get_type_hints(fn)
+    except NameError as exc:
+        raise ProcessingError(
+            f"{name}: cannot resolve its annotations ({exc}). Define the sample types at "
+            "module level, where the function's globals can see them."
+        ) from None
+    except TypeError:
+        hints = {}
+    if param.name not in hints:
+        raise ProcessingError(
+            f"{name}({param.name}): the parameter has no type annotation, and atdata reads "
+            f"the input sample type from it. Write {example} with @atdata.packable types."
+        )
+    in_type = hints[param.name]
+    if not is_packable(in_type):
+        raise ProcessingError(
+            f"{name}({param.name}: {_type_name(in_type)}): the input type must be an "
+            "@atdata.packable class (or atdata.DictSample); decorate the class with "
+            "@atdata.packable"
+        )
+    if "return" not in hints:
+        raise ProcessingError(
+            f"{name}: the function has no return annotation, and atdata reads the output "
+            f"sample type from it. Write {example} (or `-> OutSample | None`, "
+            "`-> list[OutSample]`)."
+        )
+    out_type, emits = _output_type(hints["return"])
+    if out_type is None or not is_packable(out_type):
+        raise ProcessingError(
+            f"{name} -> {_type_name(hints['return'])}: the output type must be an "
+            "@atdata.packable class (or DictSample), optionally as `T | None`, `list[T]` "
+            "or `Iterator[T]`"
+        )
+    return in_type, out_type, emits
+
+
+def _output_type(annotation: Any) -> tuple[type | None, Emits]:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) != 1:
+            return None, "one"
+        return _output_type(args[0])
+    if origin in _MANY:
+        items = typing.get_args(annotation)
+        if not items:
+            return None, "many"
+        return items[0], "many"
+    return annotation, "one"
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or repr(tp)
+
+
+def _code_version(fn: Callable[..., Any]) -> str:
+    """A pipeline version that changes when the function's code changes."""
+    code = getattr(fn, "__code__", None)
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+    if code is None:
+        return name
+    digest = hashlib.sha256(code.co_code)
+    digest.update(repr((code.co_consts, code.co_names)).encode("utf-8", "replace"))
+    return f"{name}@{digest.hexdigest()[:12]}"
+
+
+# -- Modal -----------------------------------------------------------------------
+
+
+def _register_modal(proc: Processor[Any, Any]) -> Any:
+    """Register a Modal function running the shard task, with the processor's resources."""
+    try:
+        import modal  # noqa: F401 - only to fail early with the install hint
+    except ImportError:
+        raise MissingDependencyError("modal", "modal", "@atdata.processor(app=...)") from None
+    options = dict(proc.modal_options)
+    for key, value in (("cpu", proc.cpu), ("memory", proc.memory), ("gpu", proc.gpu)):
+        if value is not None:
+            options[key] = value
+    if proc.timeout is not None:
+        options["timeout"] = int(proc.timeout)
+    # Built per processor, so it is not a global-scope function: Modal must ship
+    # it by value (serialized=True). Retries stay with atdata's job ledger, which
+    # counts attempts the same way on every executor.
+    entry = _modal_entry(proc.name)
+    return proc.app.function(serialized=True, name=proc.name, **options)(entry)
+
+
+def _modal_entry(name: str) -> Callable[[Any], Any]:
+    from atdata.processing._task import process_shard
+
+    def run_shard(task: Any) -> Any:
+        return process_shard(task)
+
+    run_shard.__name__ = name
+    run_shard.__qualname__ = name
+    run_shard.__doc__ = f"atdata shard task for processor {name}"
+    return run_shard

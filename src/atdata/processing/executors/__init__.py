@@ -1,0 +1,153 @@
+"""Executors: where shard tasks run. One small interface, resolved by name.
+
+Every executor has the same verbs (STYLE 2):
+
+- ``submit(task)`` runs one task and returns a handle whose ``result()``
+  gives the :class:`~atdata.processing.ShardResult`;
+- ``map(tasks)`` runs many and yields ``(task, result_or_exception)`` as they
+  finish; an exception means the task never returned (its worker died);
+- ``close()`` releases the workers (executors are context managers too);
+- ``workers`` is the number of tasks that can run at once (None if elastic).
+
+Built in, by name: ``"inline"`` (in the calling process, for debugging),
+``"local"`` (a process pool, the default), ``"dask"`` (``dask.distributed``)
+and ``"modal"`` (Modal functions). Third parties add theirs with
+:func:`register_executor`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from atdata.errors import MissingDependencyError, ProcessingError
+
+if TYPE_CHECKING:
+    from atdata.processing._processor import Processor
+    from atdata.processing._task import ShardResult, ShardTask
+
+__all__ = ["Executor", "TaskHandle", "get_executor", "register_executor"]
+
+
+@runtime_checkable
+class TaskHandle(Protocol):
+    """A submitted task; ``result()`` waits for it."""
+
+    def result(self, timeout: float | None = None) -> ShardResult: ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """What ``Dataset.map`` needs from a place to run shard tasks."""
+
+    @property
+    def workers(self) -> int | None:
+        """Tasks that run at once (for utilisation); None when elastic or unknown."""
+        ...
+
+    def submit(self, task: ShardTask) -> TaskHandle:
+        """Start one task."""
+        ...
+
+    def map(
+        self, tasks: Iterable[ShardTask]
+    ) -> Iterator[tuple[ShardTask, ShardResult | BaseException]]:
+        """Run tasks; yield each with its result (or the exception that lost it) as it ends."""
+        ...
+
+    def close(self) -> None:
+        """Release the workers."""
+        ...
+
+
+# name -> (dotted path of the class or factory, (package, extra) needed, or None)
+_REGISTRY: dict[str, tuple[str | Callable[..., Executor], tuple[str, str] | None]] = {
+    "inline": ("atdata.processing.executors.inline:InlineExecutor", None),
+    "local": ("atdata.processing.executors.local:LocalExecutor", None),
+    "dask": ("atdata.processing.executors.dask:DaskExecutor", ("distributed", "dask")),
+    "modal": ("atdata.processing.executors.modal:ModalExecutor", ("modal", "modal")),
+}
+
+
+def register_executor(
+    name: str,
+    target: str | Callable[..., Executor],
+    *,
+    requires: tuple[str, str] | None = None,
+) -> None:
+    """Make ``executor=name`` resolve to ``target``.
+
+    Args:
+        name: the name users pass as ``executor=``.
+        target: a class or factory, or its dotted path ``"package.module:Name"``
+            (imported only when first used). It is called with no arguments,
+            or, when it has a ``from_processor`` classmethod, with the job's
+            processor.
+        requires: ``(package, extra)`` to name in the install hint when the
+            import fails, e.g. ``("ray", "ray")``.
+
+    Example:
+        >>> atdata.processing.register_executor("ray", "my_pkg.executors:RayExecutor")
+        >>> ds.map(fn, output_prefix="s3://b/out", executor="ray")
+    """
+    _REGISTRY[name] = (target, requires)
+
+
+def get_executor(
+    executor: str | Executor | None, processor: Processor[Any, Any] | None = None
+) -> tuple[Executor, bool]:
+    """Resolve ``executor=`` to an instance; also say whether the caller owns (closes) it.
+
+    ``None`` picks ``"modal"`` for a processor registered on a ``modal.App``,
+    else ``"local"``.
+
+    Raises:
+        ProcessingError: the name is unknown.
+        MissingDependencyError: the executor's package is not installed.
+    """
+    if executor is None:
+        executor = "modal" if processor is not None and processor.app is not None else "local"
+    if not isinstance(executor, str):
+        return _wrap_native(executor), False
+    try:
+        target, requires = _REGISTRY[executor]
+    except KeyError:
+        from atdata.errors import closest
+
+        hint = closest(executor, _REGISTRY)
+        extra = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise ProcessingError(
+            f"Unknown executor {executor!r}.{extra} Known: {', '.join(sorted(_REGISTRY))}; "
+            "or pass an executor instance, or add one with register_executor()."
+        ) from None
+    if isinstance(target, str):
+        module_name, _, attr = target.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except ImportError as exc:
+            if requires is not None:
+                raise MissingDependencyError(
+                    requires[0], requires[1], f"executor={executor!r}"
+                ) from exc
+            raise
+    else:
+        factory = target
+    from_processor = getattr(factory, "from_processor", None)
+    if from_processor is not None and processor is not None:
+        return from_processor(processor), True
+    return factory(), True
+
+
+def _wrap_native(executor: Any) -> Executor:
+    """A ``distributed.Client`` or a ``modal.Function`` given as ``executor=``, wrapped."""
+    module = type(executor).__module__
+    if module.startswith("distributed.") and type(executor).__name__ == "Client":
+        from atdata.processing.executors.dask import DaskExecutor
+
+        return DaskExecutor(executor)
+    if module.startswith("modal.") and type(executor).__name__ == "Function":
+        from atdata.processing.executors.modal import ModalExecutor
+
+        return ModalExecutor(executor)
+    return executor  # type: ignore[no-any-return]

@@ -1,0 +1,53 @@
+"""``executor="inline"``: run every task in the calling process, one after another.
+
+For debugging: a breakpoint in your function is hit, a traceback points into
+your code, and nothing is forked. Tasks still go through the same
+serialisation and :func:`~atdata.processing.process_shard` as on every other
+executor, so what works inline works on the others. It is also the fake that
+users' own tests can run ``Dataset.map`` on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterable, Iterator
+
+from atdata.processing._task import ShardResult, ShardTask, process_shard
+
+__all__ = ["InlineExecutor"]
+
+
+class InlineExecutor:
+    """Runs shard tasks synchronously in this process.
+
+    Example:
+        >>> out = ds.map(fn, output_prefix="out/", executor="inline")
+        >>> out = ds.map(fn, output_prefix="out/", executor=InlineExecutor())
+    """
+
+    workers: int | None = 1
+
+    def submit(self, task: ShardTask) -> concurrent.futures.Future[ShardResult]:
+        """Run ``task`` now; return a finished future."""
+        future: concurrent.futures.Future[ShardResult] = concurrent.futures.Future()
+        future.set_result(process_shard(task))
+        return future
+
+    def map(
+        self, tasks: Iterable[ShardTask]
+    ) -> Iterator[tuple[ShardTask, ShardResult | BaseException]]:
+        """Run the tasks in order, yielding each result as it is ready."""
+        for task in tasks:
+            yield task, process_shard(task)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self) -> InlineExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "InlineExecutor()"
