@@ -404,7 +404,7 @@ class Histogram:
             f"# TYPE {self.name} histogram",
         ]
         cumulative = 0
-        for bound, n in zip(self.buckets, counts):
+        for bound, n in zip(self.buckets, counts, strict=True):
             cumulative += n
             lines.append(
                 f'{self.name}_bucket{{le="{_format_float(bound)}"}} {_format_float(cumulative)}'
@@ -524,7 +524,7 @@ class Metrics:
         return self._registry
 
     def snapshot(self) -> dict[str, float]:
-        """Return every value by attribute name; histograms give ``<name>_count`` and ``<name>_sum``.
+        """Every value by attribute name (histograms: ``<name>_count`` and ``<name>_sum``).
 
         Example:
             >>> metrics.snapshot()["samples_read"]
@@ -576,11 +576,12 @@ class Metrics:
             for collector in made:
                 registry.unregister(collector)
             raise ValueError(
-                f"enable_prometheus: this registry already holds a metric named like atdata's ({exc}). "
+                "enable_prometheus: this registry already holds a metric named like "
+                f"atdata's ({exc}). "
                 "Pass a fresh prometheus_client.CollectorRegistry(), or call enable_prometheus() "
                 "only once per registry."
             ) from exc
-        for m, collector in zip(self, made):
+        for m, collector in zip(self, made, strict=True):
             m._prom = collector
         self._registry = registry
 

@@ -63,7 +63,7 @@ T = TypeVar("T")
 # loaded by every test run, and the atmosphere layer need not load with it.
 _ATMOSPHERE_EXPORTS = frozenset({"MockNetwork", "mock_atmosphere"})
 _WORDS = ["cat", "dog", "bird", "fish", "horse", "cow", "sheep", "frog"]
-_EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
 def __getattr__(name: str) -> Any:
