@@ -129,6 +129,7 @@ def test_every_route_needs_the_token(
         ("GET", "/jobs/jabc", None),
         ("GET", "/pipelines", None),
         ("GET", "/pipelines/record/events/" + "0" * 32, None),
+        ("GET", "/metrics", None),
     ]:
         answer = client.request(method, path, json=body, headers=headers)
         assert answer.status_code == 401, path

@@ -23,7 +23,32 @@ __version__ = "0.3.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "AtdataError": "atdata.errors",
     "Catalog": "atdata.index",
+    "Dataset": "atdata.dataset",
+    "DatasetDict": "atdata.dataset",
+    "DictSample": "atdata.sample",
+    "Executor": "atdata.processing",
+    "InlineExecutor": "atdata.processing",
+    "JobStatus": "atdata.processing",
+    "LensNotFoundError": "atdata.errors",
+    "LocalExecutor": "atdata.processing",
+    "ManifestBuilder": "atdata.manifest",
+    "ManifestField": "atdata._types",
+    "NDArray": "atdata.sample",
+    "PackableSample": "atdata.sample",
+    "PartialFailureError": "atdata.errors",
+    "ProcessingError": "atdata.errors",
+    "Processor": "atdata.processing",
+    "QueryError": "atdata.errors",
+    "QueryResult": "atdata.manifest",
+    "SampleBatch": "atdata.dataset",
+    "SampleLocation": "atdata.manifest",
+    "Schema": "atdata.sample",
+    "SchemaMismatchError": "atdata.errors",
+    "ShardCorruptError": "atdata.errors",
+    "ShardWriter": "atdata.shards",
+    "WorkerLostError": "atdata.errors",
     "attach_trace_context": "atdata.observability",
     "configure_logging": "atdata.observability",
     "configure_tracing": "atdata.observability",
@@ -32,30 +57,18 @@ _EXPORTS: dict[str, str] = {
     "enable_prometheus": "atdata.observability",
     "extract_trace_context": "atdata.observability",
     "inject_trace_context": "atdata.observability",
+    "job_status": "atdata.processing",
+    "lens": "atdata.lens",
+    "load_dataset": "atdata.dataset",
     "log_event": "atdata.observability",
+    "map_dataset": "atdata.processing",
     "metrics": "atdata.observability",
     "metrics_text": "atdata.observability",
-    "trace": "atdata.observability",
-    "traced": "atdata.observability",
-    "Dataset": "atdata.dataset",
-    "DatasetDict": "atdata.dataset",
-    "DictSample": "atdata.sample",
-    "ManifestField": "atdata._types",
-    "NDArray": "atdata.sample",
-    "ManifestBuilder": "atdata.manifest",
-    "PackableSample": "atdata.sample",
-    "QueryResult": "atdata.manifest",
-    "SampleLocation": "atdata.manifest",
-    "SampleBatch": "atdata.dataset",
-    "Schema": "atdata.sample",
-    "ShardWriter": "atdata.shards",
-    "lens": "atdata.lens",
-    "job_status": "atdata.processing",
-    "load_dataset": "atdata.dataset",
-    "map_dataset": "atdata.processing",
     "packable": "atdata.sample",
     "processor": "atdata.processing",
     "schema_of": "atdata.sample",
+    "trace": "atdata.observability",
+    "traced": "atdata.observability",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -85,6 +98,16 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from atdata._types import ManifestField
     from atdata.dataset import Dataset, DatasetDict, SampleBatch, load_dataset
+    from atdata.errors import (
+        AtdataError,
+        LensNotFoundError,
+        PartialFailureError,
+        ProcessingError,
+        QueryError,
+        SchemaMismatchError,
+        ShardCorruptError,
+        WorkerLostError,
+    )
     from atdata.index import Catalog
     from atdata.lens import lens
     from atdata.manifest import ManifestBuilder, QueryResult, SampleLocation
@@ -103,6 +126,15 @@ if TYPE_CHECKING:
         trace,
         traced,
     )
-    from atdata.processing import job_status, map_dataset, processor
+    from atdata.processing import (
+        Executor,
+        InlineExecutor,
+        JobStatus,
+        LocalExecutor,
+        Processor,
+        job_status,
+        map_dataset,
+        processor,
+    )
     from atdata.sample import DictSample, NDArray, PackableSample, Schema, packable, schema_of
     from atdata.shards import ShardWriter

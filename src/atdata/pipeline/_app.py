@@ -10,7 +10,10 @@ Routes (every one but ``/healthz`` needs ``Authorization: Bearer <token>``):
 - ``POST /jobs`` — ``{input, output_prefix, processor}``: start a map job in
   the background; 202 with the job id and shard count;
 - ``GET  /jobs/{id}`` — the job's per-shard state, counts and errors;
-- ``GET  /pipelines`` and ``GET /pipelines/{name}/events/{event_id}``.
+- ``GET  /pipelines`` and ``GET /pipelines/{name}/events/{event_id}``;
+- ``GET  /metrics`` — atdata's metrics in the Prometheus text format
+  (:func:`atdata.metrics_text`); token-protected like the rest, so configure
+  the scraper with ``authorization: {credentials: <token>}``.
 
 Every error is ``{"error": "<one line>"}``; a rejected request runs nothing.
 """
@@ -98,6 +101,7 @@ def create_app(
         from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
         from starlette.responses import JSONResponse
+        from starlette.responses import Response as PlainResponse
         from starlette.routing import Route
     except ImportError:
         raise MissingDependencyError("starlette", "serve", "The dispatcher app") from None
@@ -212,6 +216,12 @@ def create_app(
             raise _RejectError(404, f"pipeline {name!r} has no event {event_id[:64]}")
         return reply(record.to_json())
 
+    async def metrics(request: Request) -> Response:
+        # The in-process text format or, after enable_prometheus(), that registry's.
+        return PlainResponse(
+            obs.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
@@ -223,6 +233,7 @@ def create_app(
         Route("/jobs", guarded(start_job), methods=["POST"]),
         Route("/jobs/{job_id}", guarded(get_job), methods=["GET"]),
         Route("/pipelines", guarded(list_pipelines), methods=["GET"]),
+        Route("/metrics", guarded(metrics), methods=["GET"]),
         Route("/pipelines/{name}/events/{event_id}", guarded(get_event), methods=["GET"]),
     ]
 

@@ -55,7 +55,8 @@ def current_run() -> PipelineRun | None:
 def current_output_prefix() -> str | None:
     """Where ``map`` writes when it is not told: the running pipeline's output for this event.
 
-    None outside a pipeline. Processing calls this when ``output_prefix`` is None.
+    None outside a pipeline. :func:`running` hands it to processing as the default
+    ``output_prefix`` of ``map``.
 
     Example:
         >>> current_output_prefix() is None
@@ -68,8 +69,11 @@ def current_output_prefix() -> str | None:
 @contextlib.contextmanager
 def running(run: PipelineRun) -> Iterator[PipelineRun]:
     """Make ``run`` the current pipeline run inside the ``with`` block."""
+    from atdata.processing._defaults import default_output_prefix
+
     token = _CURRENT.set(run)
     try:
-        yield run
+        with default_output_prefix(run.output_prefix):
+            yield run
     finally:
         _CURRENT.reset(token)

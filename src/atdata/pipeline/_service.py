@@ -134,6 +134,13 @@ class Service:
         Raises:
             LedgerError: a ledger is unreachable (nothing was claimed for that pipeline).
         """
+        # The ingest span is the root of the event's trace: the claimed runs carry
+        # its context to the runner, so pipeline run -> map job -> shard spans
+        # share its trace id, also when the runner is another process.
+        with obs.trace("atdata.dispatcher.ingest", bucket=event.bucket, key=event.key):
+            return self._ingest(event, retry_failed)
+
+    def _ingest(self, event: ObjectEvent, retry_failed: bool) -> IngestResult:
         obs.metrics.events_received.inc()
         pipelines, why = self.route(event)
         if not pipelines:
@@ -287,6 +294,10 @@ class Service:
             UnreadableURLError: the input matches no shards.
             JobConflictError: a job for this output prefix is running here.
         """
+        with obs.trace("atdata.dispatcher.start_job"):
+            return self._start_job(body)
+
+    def _start_job(self, body: Any) -> dict[str, Any]:
         processor, shards_spec, output_prefix, options = _validate_job(body)
         try:
             self.registry.processor(processor)

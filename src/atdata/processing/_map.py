@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from atdata import observability as obs
 from atdata.errors import PartialFailureError, ProcessingError
+from atdata.processing._defaults import output_prefix_default
 from atdata.processing._ledger import (
     DeadLetter,
     JobRecord,
@@ -127,10 +128,8 @@ def map_dataset(
     selected = _select(all_shards, shards)
     temporary = None
     if output_prefix is None:
-        # inside an @atdata.pipeline run, map writes under the pipeline's output
-        from atdata.pipeline import current_output_prefix
-
-        output_prefix = current_output_prefix()
+        # e.g. inside an @atdata.pipeline run: the pipeline's output for this event
+        output_prefix = output_prefix_default()
     if output_prefix is None:
         temporary = _TemporaryOutput(tempfile.mkdtemp(prefix="atdata-map-"))
         output_prefix = temporary.path

@@ -65,6 +65,7 @@ def iter_shard(
         SchemaMismatchError: when samples do not fit the sample type.
     """
     store, path = store_for(url)
+    count = 0
     with store.open(path) as stream:
         try:
             # TarFormatError only comes from iter_members: decode errors are
@@ -93,9 +94,12 @@ def iter_shard(
                         exc.type_name, missing=exc.missing, unexpected=exc.unexpected,
                         retyped=exc.retyped, url=url, key=key,
                     ) from None
+                count += 1
                 yield sample, member.offset, member.span
         except TarFormatError as exc:
             _handle(handler, ShardCorruptError(url, exc.offset, exc.reason))
+        finally:
+            obs.metrics.samples_read.inc(count)  # once per shard: nothing per sample
 
 
 def read_sample(url: str, offset: int, size: int, decode: Decoder[T]) -> T:

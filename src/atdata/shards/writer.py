@@ -80,6 +80,9 @@ class _OpenShard:
         self._error: BaseException | None = None  # from writing the bytes
         self._commit_error: BaseException | None = None  # from committing them
         self._sealed = False
+        # the span context of the code that sealed the shard, so that the commit
+        # (manifest_commit span) done by the I/O thread nests under it
+        self._trace_headers: dict[str, str] = {}
         self._thread = threading.Thread(target=self._drain, name="atdata-shard-io", daemon=True)
         self._thread.start()
 
@@ -101,7 +104,8 @@ class _OpenShard:
                 self._error = exc
         if self._sealed and self._error is None:
             try:
-                self._commit_now()
+                with obs.attach_trace_context(self._trace_headers):
+                    self._commit_now()
             except BaseException as exc:  # noqa: BLE001 - re-raised by wait_commit()
                 self._commit_error = exc
 
@@ -160,6 +164,7 @@ class _OpenShard:
         if self._error is not None:
             raise ShardError(f"cannot write shard {self.url}: {self._error}") from self._error
         self._sealed = True
+        self._trace_headers = obs.inject_trace_context()
         if self._pending:
             self._blocks.put(self._pending)
             self._pending = []
