@@ -5,12 +5,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/bootstrap.sh"
 cd "$root"
 ruff check src tests benchmarks
+command -v npm >/dev/null || { echo "test.sh: npm not found; install Node.js >= 20.18 and npm" >&2; exit 1; }
+# the Worker's runtime (miniflare): its own tests and the Python end-to-end tests use it
+(cd workers/r2-to-atdata && npm ci --no-audit --no-fund --loglevel=error)
 # the local AT Protocol server (PDS) the atmosphere tests run against; cached after the first run
-bash scripts/install_pds.sh
+bash scripts/install_pds.sh >/dev/null
 python -m pytest "$@"
-if command -v npm >/dev/null; then
-    (cd workers/r2-to-atdata && npm ci --no-audit --no-fund --loglevel=error && npm test)
-else
-    echo "npm not found: skipping the Worker's tests (install Node.js >= 20.18)" >&2
-    exit 1
-fi
+(cd workers/r2-to-atdata && npm test)
