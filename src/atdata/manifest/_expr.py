@@ -114,15 +114,21 @@ class Lit(Expr):
 
 
 @dataclasses.dataclass(frozen=True)
-class Cmp(Expr):
-    """``field <op> value``."""
+class FieldExpr(Expr):
+    """An expression over one field."""
 
     field: str
-    op: str
-    value: Any
 
     def fields(self) -> set[str]:
         return {self.field}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cmp(FieldExpr):
+    """``field <op> value``."""
+
+    op: str
+    value: Any
 
     def __str__(self) -> str:
         return f"{self.field} {'=' if self.op == '==' else self.op} {_sql(self.value)}"
@@ -144,54 +150,36 @@ class CmpFields(Expr):
 
 
 @dataclasses.dataclass(frozen=True)
-class In(Expr):
+class In(FieldExpr):
     """``field in (values...)``."""
 
-    field: str
     values: tuple[Any, ...]
-
-    def fields(self) -> set[str]:
-        return {self.field}
 
     def __str__(self) -> str:
         return f"{self.field} IN ({', '.join(_sql(v) for v in self.values)})"
 
 
 @dataclasses.dataclass(frozen=True)
-class Has(Expr):
+class Has(FieldExpr):
     """``value in field`` for a set field."""
 
-    field: str
     value: Any
-
-    def fields(self) -> set[str]:
-        return {self.field}
 
     def __str__(self) -> str:
         return f"list_contains({self.field}, {_sql(self.value)})"
 
 
 @dataclasses.dataclass(frozen=True)
-class IsNull(Expr):
+class IsNull(FieldExpr):
     """``field is None`` (or missing from the shard)."""
-
-    field: str
-
-    def fields(self) -> set[str]:
-        return {self.field}
 
     def __str__(self) -> str:
         return f"{self.field} IS NULL"
 
 
 @dataclasses.dataclass(frozen=True)
-class Truth(Expr):
+class Truth(FieldExpr):
     """A field used as a truth value (``lambda m: m.is_valid``); None is false."""
-
-    field: str
-
-    def fields(self) -> set[str]:
-        return {self.field}
 
     def __str__(self) -> str:
         return f"truth({self.field})"
