@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from atdata.errors import ManifestError, UnreadableURLError
+from atdata.manifest._header import BUILD_HINT, parse_header
 from atdata.storage import is_local, sibling, store_for
 
 __all__ = [
@@ -28,8 +29,6 @@ __all__ = [
     "summarize_fields",
 ]
 
-SUPPORTED_FORMATS = frozenset({1})
-BUILD_HINT = "atdata manifest build URL"
 _TOP = 5  # values shown per categorical or set field
 
 
@@ -76,26 +75,7 @@ def _read_header(shard: str) -> dict[str, Any] | None:
             data = store.read(path)
         except UnreadableURLError:
             return None
-    return _parse(url, data)
-
-
-def _parse(url: str, data: bytes) -> dict[str, Any]:
-    try:
-        header = json.loads(data)
-    except ValueError as exc:
-        raise ManifestError(
-            f"Manifest {url} is not valid JSON ({exc}). Delete it and rebuild it with "
-            f"`{BUILD_HINT}`.",
-            url=url,
-        ) from None
-    version = header.get("format_version") if isinstance(header, dict) else None
-    if version not in SUPPORTED_FORMATS:
-        raise ManifestError(
-            f"Manifest {url} has format_version {version!r}; this atdata reads "
-            f"{sorted(SUPPORTED_FORMATS)}. Upgrade atdata (pip install -U atdata).",
-            url=url,
-        )
-    return header  # type: ignore[no-any-return]
+    return parse_header(url, data)
 
 
 def shard_sizes(shards: Sequence[str]) -> list[int]:

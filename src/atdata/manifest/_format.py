@@ -34,13 +34,13 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from atdata.errors import ManifestError, StorageError
 from atdata.manifest._aggregates import FieldStats
 from atdata.manifest._fields import Column
+from atdata.manifest._header import BUILD_HINT, FORMAT_VERSION, parse_header
 from atdata.sample import Schema
 from atdata.storage import sibling, store_for
 
@@ -55,13 +55,10 @@ __all__ = [
     "shard_id",
 ]
 
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({1})
 KEY, OFFSET, SIZE = "__key__", "__offset__", "__size__"
 LOCATION_COLUMNS = (KEY, OFFSET, SIZE)
 JSON_SUFFIX = ".manifest.json"
 PARQUET_SUFFIX = ".manifest.parquet"
-BUILD_HINT = "atdata manifest build URL"
 
 
 def json_url(shard: str) -> str:
@@ -105,22 +102,7 @@ class ShardManifest:
         Raises:
             ManifestError: unreadable JSON or a format version this atdata cannot read.
         """
-        url = json_url(shard)
-        try:
-            header = msgspec.json.decode(data)
-        except msgspec.DecodeError as exc:
-            raise ManifestError(
-                f"manifest {url} is not valid JSON ({exc}); rebuild it with "
-                f"`{BUILD_HINT}` (after deleting it)",
-                url=url,
-            ) from None
-        version = header.get("format_version") if isinstance(header, dict) else None
-        if version not in SUPPORTED_VERSIONS:
-            raise ManifestError(
-                f"manifest {url} has format_version {version!r}; this atdata reads "
-                f"{sorted(SUPPORTED_VERSIONS)}. Upgrade atdata (pip install -U atdata).",
-                url=url,
-            )
+        header = parse_header(json_url(shard), data)
         return cls(shard, header)
 
     # -- header facts ------------------------------------------------------------------
