@@ -90,24 +90,6 @@ atdata.pipeline(trigger=f"s3://{BUCKET}/events-s3", output=f"s3://{BUCKET}/out-n
                 name="bench_noop_s3")(lambda url: None)
 
 
-def _install_map_hook_if_missing():
-    # stand-in for processing's one-line hook (map writes under the pipeline's output)
-    import inspect
-    import atdata.processing as processing
-    import atdata.processing._map as m
-    if "current_output_prefix" in inspect.getsource(m.map_dataset):
-        return
-    original = m.map_dataset
-
-    def map_dataset(ds, fn, output_prefix=None, **kw):
-        if output_prefix is None:
-            output_prefix = atdata.pipeline.current_output_prefix()
-        return original(ds, fn, output_prefix, **kw)
-
-    processing.map_dataset = map_dataset
-
-
-_install_map_hook_if_missing()
 """
 
 

@@ -5,7 +5,6 @@ Modal in test_pipeline_modal.py, the Worker-to-server path in test_pipeline_e2e.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import multiprocessing
 import sys
 import threading
@@ -68,25 +67,6 @@ def write_raw(url: str, n: int = 20, offset: int = 0) -> str:
         for i in range(n):
             sink.write(RawSample(text=f"s{i + offset}", value=i + offset))
     return url
-
-
-@pytest.fixture(autouse=True)
-def _map_uses_pipeline_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until processing consults ``current_output_prefix()`` itself (the one-line hook
-    asked of the lead), make ``map`` do so here; a no-op once the hook is in."""
-    import atdata.processing as processing
-    import atdata.processing._map as map_module
-
-    if "current_output_prefix" in inspect.getsource(map_module.map_dataset):
-        return
-    original = map_module.map_dataset
-
-    def map_dataset(ds: Any, fn: Any, output_prefix: str | None = None, **kw: Any) -> Any:
-        if output_prefix is None:
-            output_prefix = ap.current_output_prefix()
-        return original(ds, fn, output_prefix, **kw)
-
-    monkeypatch.setattr(processing, "map_dataset", map_dataset)
 
 
 # -- events ----------------------------------------------------------------------------------

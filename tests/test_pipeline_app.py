@@ -3,7 +3,6 @@ jobs. A rejected request must run nothing and claim nothing."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import threading
 import time
@@ -15,7 +14,6 @@ import pytest
 from starlette.testclient import TestClient
 
 import atdata
-import atdata.pipeline as ap
 from atdata.errors import PipelineError
 from atdata.pipeline import InlineRunner, PipelineRegistry, ThreadRunner, create_app
 from atdata.processing import processor
@@ -49,24 +47,6 @@ def r2_event(key: str, etag: str = "etag-0123456789", action: str = "PutObject")
         "action": action,
         "eventTime": "2026-04-01T12:00:00.000Z",
     }
-
-
-@pytest.fixture(autouse=True)
-def _map_uses_pipeline_output(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stand-in for the one-line processing hook until it lands (then a no-op)."""
-    import atdata.processing as processing
-    import atdata.processing._map as map_module
-
-    if "current_output_prefix" in inspect.getsource(map_module.map_dataset):
-        return
-    original = map_module.map_dataset
-
-    def map_dataset(ds: Any, fn: Any, output_prefix: str | None = None, **kw: Any) -> Any:
-        if output_prefix is None:
-            output_prefix = ap.current_output_prefix()
-        return original(ds, fn, output_prefix, **kw)
-
-    monkeypatch.setattr(processing, "map_dataset", map_dataset)
 
 
 class Calls:

@@ -7,7 +7,6 @@ Buckets come from the environment (set by the test or benchmark that starts the 
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any
 
@@ -54,26 +53,3 @@ if R2_BUCKET:
     def process_r2_uploads(shard_url: str) -> Any:
         ds = atdata.Dataset[RawSample](shard_url)
         return _map(ds)
-
-
-def _install_map_hook_if_missing() -> None:
-    """Stand-in for the one-line hook in processing (map consults the pipeline's output when
-    given no output prefix) until it lands; does nothing once it has."""
-    import atdata.processing as processing
-    import atdata.processing._map as map_module
-
-    if "current_output_prefix" in inspect.getsource(map_module.map_dataset):
-        return
-    original = map_module.map_dataset
-
-    def map_dataset(ds: Any, fn: Any, output_prefix: str | None = None, **kw: Any) -> Any:
-        if output_prefix is None:
-            from atdata.pipeline import current_output_prefix
-
-            output_prefix = current_output_prefix()
-        return original(ds, fn, output_prefix, **kw)
-
-    processing.map_dataset = map_dataset
-
-
-_install_map_hook_if_missing()
