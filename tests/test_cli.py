@@ -10,13 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 import atdata
 from atdata import NDArray
-from atdata.cli._app import app
 from atdata.errors import AtdataError
 from atdata.index import Catalog
+from cli_helpers import cli, ok, ok_json, user_error
 
 LABELS = ["dog", "cat", "bird"]
 N = 30  # samples, 10 per shard
@@ -98,32 +97,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "atdata-home"
 
 
-def cli(*args: str) -> Any:
-    result = CliRunner().invoke(app, list(args))
-    if result.exit_code == 0:
-        assert result.stderr == "", result.stderr
-    return result
-
-
-def ok(*args: str) -> str:
-    result = cli(*args)
-    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
-    return result.stdout
-
-
-def ok_json(*args: str) -> Any:
-    return json.loads(ok(*args, "--json"))
-
-
-def user_error(*args: str) -> str:
-    """Run a command that must fail as a user error: exit 1, one red line, no traceback."""
-    result = cli(*args)
-    assert result.exit_code == 1, (result.stdout, result.stderr, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    return lines[0]
 
 
 # -- help and usage ------------------------------------------------------------------

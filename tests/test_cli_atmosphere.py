@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 import atdata
 from atdata import atmosphere
 from atdata.cli import main
-from atdata.cli._app import app, run
+from atdata.cli._app import run
 from atdata.cli._fast import dispatch
+from cli_helpers import cli, ok, ok_json, user_error
 
 # The atproto SDK uploads blobs with httpx's deprecated ``data=bytes``.
 pytestmark = pytest.mark.filterwarnings(
@@ -109,31 +109,6 @@ def net(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
         handle.close()
 
 
-def cli(*args: str) -> Any:
-    result = CliRunner().invoke(app, list(args))
-    if result.exit_code == 0:
-        assert result.stderr == "", result.stderr
-    return result
-
-
-def ok(*args: str) -> str:
-    result = cli(*args)
-    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
-    return result.stdout
-
-
-def ok_json(*args: str) -> Any:
-    return json.loads(ok(*args, "--json"))
-
-
-def user_error(*args: str) -> str:
-    """A command that must fail as a user error: exit 1, one red line, no traceback."""
-    result = cli(*args)
-    assert result.exit_code == 1, (result.stdout, result.stderr, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    return lines[0]
 
 
 # -- publish and list ---------------------------------------------------------------------
