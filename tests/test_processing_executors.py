@@ -373,7 +373,9 @@ def _task_for(ds: atdata.Dataset[Reading], fn: Any, output: Path) -> ShardTask:
     from atdata.processing._task import Payload
 
     proc = as_processor(fn)
-    payload = Payload(fn=proc, stored_type=Reading, stages=(), output_type=Summary, name="t")
+    payload = Payload(
+        fn=proc, stored_type=Reading, transform=ds.transform_one, output_type=Summary, name="t"
+    )
     return ShardTask(
         job_id="job", task_id="t", input_url=ds.shards[0], output_url=str(output),
         payload=dumps(payload),

@@ -13,20 +13,22 @@ import functools
 import itertools
 import os
 import random
-import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from atdata.errors import ShardCorruptError, UnreadableURLError
+from atdata._refs import group_by_split, select_split
+from atdata.errors import UnreadableURLError
 from atdata.sample import DictSample, Schema, is_packable
-from atdata.shards.reader import ErrorHandler, decoder_for, iter_shard
-from atdata.storage import expand_urls, is_local, store_for
+from atdata.shards import ShardSet
+from atdata.shards.reader import ErrorHandler, decoder_for, iter_shard, read_samples
+from atdata.storage import expand_urls
 
 if TYPE_CHECKING:
-    from atdata.manifest.query import QueryResult, SampleLocation
+    from atdata.manifest.query import QueryResult
+    from atdata.shards.reader import SampleLocation
 
 __all__ = ["Dataset", "DatasetDict", "SampleBatch", "load_dataset"]
 
@@ -181,28 +183,50 @@ class Dataset(Generic[T]):
 
     def __init__(
         self,
-        urls: str | Sequence[str],
+        urls: str | Sequence[str] | ShardSet,
         *,
         handler: ErrorHandler = "raise",
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
-        if isinstance(urls, os.PathLike):
-            urls = os.fspath(urls)
-        if isinstance(urls, str) and _is_atmosphere_ref(urls):
-            from atdata.atmosphere import resolve as resolve_published
-
-            urls = resolve_published(urls).urls
-        if not urls:
-            raise UnreadableURLError("Dataset needs at least one shard URL", url="")
-        self.urls = urls
-        self.handler = handler
+        source = urls if isinstance(urls, ShardSet) else ShardSet.resolve(urls, handler=handler)
+        self._source = source.replace(stored_type=self.sample_type, handler=handler)
         self.rank = rank
         self.world_size = world_size
-        self._shards: list[str] | None = None
-        self._stored_type: type = self.sample_type
         self._stages: tuple[Stage, ...] = ()
         _register_with_torch()
+
+    @classmethod
+    def from_shard_set(cls, source: ShardSet) -> Dataset[Any]:
+        """A dataset over a :class:`~atdata.shards.ShardSet`, read as its stored type.
+
+        ``Dataset[T].from_shard_set(s)`` reads the stored samples through a lens to ``T``
+        when ``T`` is not the stored type.
+
+        Example:
+            >>> ds = Dataset.from_shard_set(ShardSet(["a.tar"], literal=True))  # doctest: +SKIP
+        """
+        ds: Dataset[Any] = Dataset.__new__(_typed_dataset_class(Dataset, source.stored_type))
+        ds._source, ds.rank, ds.world_size, ds._stages = source, None, None, ()
+        _register_with_torch()
+        if cls.sample_type is DictSample or cls.sample_type is source.stored_type:
+            return ds
+        return ds.as_type(cls.sample_type)
+
+    @property
+    def urls(self) -> str | Sequence[str]:
+        """The shard URLs as given (patterns, globs, folders, or a list)."""
+        return self._source.urls
+
+    @property
+    def handler(self) -> ErrorHandler:
+        """The corrupt-sample policy."""
+        return self._source.handler
+
+    @property
+    def shard_set(self) -> ShardSet:
+        """The shards and their stored type, as the layers below the dataset take them."""
+        return self._source
 
     # -- views ----------------------------------------------------------------------
 
@@ -225,6 +249,11 @@ class Dataset(Generic[T]):
 
         if view is self.sample_type:
             return self  # type: ignore[return-value]
+        if not self._stages and DictSample in (self.sample_type, view):
+            # untyped <-> typed: decode as the new type directly, no lens needed
+            retyped = self._view(view, None)
+            retyped._source = self._source.replace(stored_type=view)
+            return retyped
         getter = find_lens(self.sample_type, view).get
         return self._view(view, functools.partial(_apply_stage, getter))
 
@@ -243,10 +272,8 @@ class Dataset(Generic[T]):
 
     @property
     def shards(self) -> list[str]:
-        """The shard URLs, expanded from patterns and globs (once)."""
-        if self._shards is None:
-            self._shards = expand_urls(self.urls)
-        return self._shards
+        """The shard URLs, expanded from patterns, globs and folders (once)."""
+        return self._source.shards
 
     def _my_shards(self, shards: list[str]) -> list[str]:
         """This process's (rank, DataLoader worker) share of the shards."""
@@ -261,16 +288,13 @@ class Dataset(Generic[T]):
         return shards[rank * workers + worker :: step] if step > 1 else shards
 
     def _read(self, shards: Iterable[str]) -> Iterator[Any]:
-        decode = decoder_for(self._stored_type)
+        decode = decoder_for(self._source.stored_type)
         for url in shards:
             for sample, _offset, _span in iter_shard(url, decode, handler=self.handler):
                 yield sample
 
     def _samples(self, shards: Iterable[str]) -> Iterator[Any]:
-        samples = self._read(shards)
-        for stage in self._stages:
-            samples = stage(samples)
-        return samples
+        return self.transform(self._read(shards))
 
     # -- iteration ------------------------------------------------------------------
 
@@ -377,27 +401,47 @@ class Dataset(Generic[T]):
         """
         from atdata.manifest.query import run_query
 
-        return run_query(self, where=where, sql=sql)
+        return run_query(self._source, where=where, sql=sql, wrap=self._wrap_query)
+
+    def _wrap_query(self, source: ShardSet) -> Dataset[Any]:
+        """Materialized query results, read as this dataset's type."""
+        return type(self).from_shard_set(source)
 
     def get_sample(self, location: SampleLocation) -> T:
-        """The sample at a location from :meth:`query`, with one range read."""
-        from atdata.shards.reader import read_sample
+        """The sample at a location from :meth:`query`, with one range read.
 
-        sample = read_sample(
-            location.shard, location.offset, location.size, decoder_for(self._stored_type)
-        )
-        found = getattr(sample, "__key__", None)
-        if found is not None and found != location.key:
-            raise ShardCorruptError(
-                location.shard,
-                location.offset,
-                f"expected sample {location.key!r}, found {found!r} (stale manifest? "
-                "rebuild it with `atdata manifest build`)",
-                location.key,
-            )
+        Raises:
+            ShardCorruptError: the bytes there are not that sample (a stale manifest).
+
+        Example:
+            >>> hits = ds.query(where=lambda m: m.label == "dog")
+            >>> sample = ds.get_sample(hits[0])
+        """
+        (_, sample), = read_samples([location], decoder_for(self._source.stored_type))
+        return self.transform_one(sample)
+
+    def transform_one(self, sample: Any) -> T:
+        """Apply this view's lenses and filters to one stored sample (None if filtered out).
+
+        Example:
+            >>> ds.as_type(LabelOnly).transform_one(stored_sample)   # doctest: +SKIP
+        """
         for stage in self._stages:
             sample = next(stage(iter([sample])), None)
-        return sample  # type: ignore[return-value]
+            if sample is None:
+                break
+        return sample  # type: ignore[no-any-return]
+
+    def transform(self, samples: Iterator[Any]) -> Iterator[T]:
+        """Apply this view's lenses and filters to a stream of stored samples.
+
+        Example:
+            >>> view = ds.as_type(LabelOnly)
+            >>> labels = list(view.transform(iter(stored_samples)))   # doctest: +SKIP
+        """
+        for stage in self._stages:
+            samples = stage(samples)
+        return samples
 
     def get(self, key: str) -> T:
         """The sample with this key, found through the manifests.
@@ -410,7 +454,7 @@ class Dataset(Generic[T]):
         """
         from atdata.manifest.query import locate_key
 
-        return self.get_sample(locate_key(self, key))
+        return self.get_sample(locate_key(self._source, key))
 
     def describe(self) -> dict[str, Any]:
         """Counts, per-field statistics, shard count and bytes, from the manifests.
@@ -420,7 +464,7 @@ class Dataset(Generic[T]):
         """
         from atdata.manifest.query import describe_dataset
 
-        return describe_dataset(self)
+        return describe_dataset(self._source)
 
     # -- processing -------------------------------------------------------------------
 
@@ -484,52 +528,18 @@ def _register_with_torch() -> None:
 
 # -- Hugging Face-style loading -------------------------------------------------------
 
-_SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "test": "test",
-    "testing": "test",
-    "validation": "validation",
-    "valid": "validation",
-    "val": "validation",
-    "dev": "validation",
-}
-_SPLIT_WORD = re.compile(r"(?:^|[/_.\-])(" + "|".join(_SPLIT_ALIASES) + r")(?=$|[/_.\-\d])")
-
 
 class DatasetDict(dict[str, Dataset[Any]]):
-    """Named splits, as ``load_dataset`` returns them: ``dd["train"]``, ``dd["test"]``."""
+    """Named splits, as ``load_dataset`` returns them: ``dd["train"]``, ``dd["test"]``.
+
+    Example:
+        >>> dd = atdata.load_dataset("data/", ImageSample)
+        >>> dd["train"], dd["test"]
+    """
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}: {len(v.shards)} shards" for k, v in self.items())
         return f"DatasetDict({{{inner}}})"
-
-
-def _split_of(url: str) -> str:
-    # the last match wins: a file name says more than its folders
-    words = _SPLIT_WORD.findall(url.lower())
-    return _SPLIT_ALIASES[words[-1]] if words else "train"
-
-
-def _group_by_split(urls: Sequence[str]) -> dict[str, list[str]]:
-    """Shard URLs grouped by the split their names say, read below their common folder.
-
-    Only the part below the folder the URLs share counts, so a split word in
-    the path leading there (``/home/me/test-data/...``) is ignored.
-    """
-    prefix = os.path.commonprefix(list(urls))  # noqa: RUF071 - URLs, cut at a "/" next
-    prefix = prefix[: prefix.rfind("/") + 1]
-    groups: dict[str, list[str]] = {}
-    for url in urls:
-        groups.setdefault(_split_of(url[len(prefix) :]), []).append(url)
-    return groups
-
-
-def _shards_under(folder: str) -> list[str]:
-    store, path = store_for(folder)
-    path = path.rstrip("/")
-    found = store.list(f"{path}/**/*.tar") or store.list(f"{path}/*.tar")
-    return [p if is_local(folder) else store.url(p) for p in found]
 
 
 def load_dataset(
@@ -562,50 +572,30 @@ def load_dataset(
         >>> train = atdata.load_dataset("data/", ImageSample, split="train")
         >>> ds = atdata.load_dataset("@local/my-dataset")
     """
-    if isinstance(path, str) and path.startswith("@local/"):
-        from atdata.index import resolve_local
-
-        record = resolve_local(path)
-        if T is None:
-            T = Schema.from_json(record.schema).to_type()  # noqa: N806
-        groups = _group_by_split(record.urls)
-    elif isinstance(path, str) and _is_atmosphere_ref(path):
-        from atdata.atmosphere import resolve as resolve_published
-
-        published = resolve_published(path)
-        if T is None:
-            T = published.sample_type()  # noqa: N806
-        groups = _group_by_split(published.urls)
-    elif data_files is not None:
-        groups = {name: expand_urls(files) for name, files in data_files.items()}
-    else:
-        folder = isinstance(path, str) and _is_folder(path)
-        urls = _shards_under(path) if folder else expand_urls(path)  # type: ignore[arg-type]
-        if not urls:
-            raise UnreadableURLError(f"No .tar shards found under {path}", url=str(path))
-        groups = _group_by_split(urls)
-    sample_type = T or DictSample
-    splits = DatasetDict(
-        {name: Dataset[sample_type](urls, handler=handler) for name, urls in groups.items()}
-    )
-    if split is not None:
-        if split not in splits:
+    if data_files is not None:
+        sources = {
+            name: ShardSet(expand_urls(files), handler=handler, literal=True)
+            for name, files in data_files.items()
+        }
+        if split is not None and split not in sources:
             raise UnreadableURLError(
-                f"No split {split!r} in {path}; available splits: {', '.join(splits)}",
+                f"No split {split!r} in data_files; available splits: {', '.join(sources)}",
                 url=str(path),
             )
-        return splits[split]
-    return next(iter(splits.values())) if len(splits) == 1 else splits
-
-
-def _is_atmosphere_ref(path: str) -> bool:
-    """``at://...`` or ``@handle/name``: a dataset published on the AT Protocol network."""
-    return path.startswith("at://") or (
-        path.startswith("@") and not path.startswith("@local/") and "/" in path
+    else:
+        source = ShardSet.resolve(path, handler=handler)
+        groups = (
+            {split: select_split(source.shards, split, str(path))}
+            if split is not None
+            else group_by_split(source.shards)
+        )
+        sources = {name: source.replace(urls=urls, literal=True) for name, urls in groups.items()}
+    if split is not None:
+        sources = {split: sources[split]}
+    splits = DatasetDict(
+        {
+            name: _typed_dataset_class(Dataset, T or s.recorded_type())(s, handler=handler)
+            for name, s in sources.items()
+        }
     )
-
-
-def _is_folder(path: str) -> bool:
-    if is_local(path):
-        return os.path.isdir(path) or path.endswith("/")
-    return path.endswith("/")
+    return next(iter(splits.values())) if len(splits) == 1 else splits

@@ -25,6 +25,7 @@ from atdata.atmosphere._client import (
     current,
     is_atmosphere_ref,
     resolve,
+    resolve_shard_set,
     use,
 )
 from atdata.atmosphere._errors import (
@@ -75,6 +76,7 @@ __all__ = [
     "mock_atmosphere",
     "parse_dataset_ref",
     "resolve",
+    "resolve_shard_set",
     "schema_from_record",
     "schema_record",
     "use",

@@ -19,8 +19,9 @@ import shutil
 import tempfile
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from atdata._refs import is_published_ref
 from atdata.atmosphere import _records as rec
 from atdata.atmosphere._errors import (
     AtmosphereError,
@@ -37,6 +38,9 @@ from atdata.atmosphere._transport import (
     Transport,
 )
 from atdata.sample import Schema, schema_of
+
+if TYPE_CHECKING:
+    from atdata.shards import ErrorHandler, ShardSet
 
 __all__ = [
     "Atmosphere",
@@ -676,20 +680,10 @@ class Atmosphere:
             >>> ds = atmo.load_dataset("@alice.bsky.social/mnist")   # doctest: +SKIP
             >>> next(iter(ds))                                        # doctest: +SKIP
         """
-        from atdata.dataset import Dataset
+        from atdata.dataset import load_dataset
 
-        resolved = self.resolve(ref)
-        sample_type = T or resolved.sample_type()
-        urls = resolved.urls
-        if split is not None:
-            from atdata.dataset import _split_of
-
-            urls = [u for u in urls if _split_of(u) == split] or urls
-        ds = Dataset[sample_type](urls)  # type: ignore[valid-type]
-        # Blob URLs carry a query string ('?did=...&cid=...'), which pattern
-        # expansion would take for a glob: the resolved list is already final.
-        ds._shards = list(urls)
-        return ds
+        with use(self):
+            return load_dataset(ref, T, split=split)
 
 
 # -- the current client ----------------------------------------------------------------------
@@ -740,11 +734,30 @@ def resolve(ref: str) -> ResolvedDataset:
         return made.resolve(ref)
 
 
+def resolve_shard_set(ref: str, handler: ErrorHandler = "raise") -> ShardSet:
+    """The shards of a published dataset, with its schema, through the current client.
+
+    The resolver ``ShardSet.resolve`` (and so ``Dataset``, ``load_dataset``)
+    uses for ``@handle/name`` and ``at://`` references. The URLs are final:
+    blob URLs carry a query string that must not be taken for a glob.
+
+    Example:
+        >>> resolve_shard_set("@alice.bsky.social/mnist").shards   # doctest: +SKIP
+    """
+    from atdata.shards import ShardSet
+
+    published = resolve(ref)
+    return ShardSet(published.urls, handler=handler, literal=True, schema=published.schema)
+
+
 def is_atmosphere_ref(text: str) -> bool:
-    """True for ``at://`` URIs and ``@handle/name`` references other than ``@local/``."""
-    return text.startswith("at://") or (
-        text.startswith("@") and not text.startswith("@local/") and "/" in text
-    )
+    """True for ``at://`` URIs and ``@handle/name`` references other than ``@local/``.
+
+    Example:
+        >>> is_atmosphere_ref("@alice.bsky.social/mnist"), is_atmosphere_ref("@local/x")
+        (True, False)
+    """
+    return is_published_ref(text)
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from atdata._refs import is_published_ref
 from atdata.errors import UnreadableURLError, closest
 
 if TYPE_CHECKING:
@@ -90,15 +91,6 @@ def resolve(text: str) -> Target:
     if "://" in text and not text.startswith("file://"):
         return _resolve_remote(text)
     return _resolve_path(text)
-
-
-def is_published_ref(text: str) -> bool:
-    """True for ``at://`` URIs and ``@handle/name`` (not ``@local/``): datasets on the
-    AT Protocol network. A string test, so local targets never import the atmosphere
-    layer (as ``atdata.atmosphere.is_atmosphere_ref``, which would)."""
-    return text.startswith("at://") or (
-        text.startswith("@") and not text.startswith("@local/") and "/" in text
-    )
 
 
 def _resolve_published(text: str) -> Target:

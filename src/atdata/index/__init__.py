@@ -23,6 +23,7 @@ from ._catalog import (
     SchemaRecord,
     default_index_path,
     resolve_local,
+    resolve_shard_set,
 )
 from ._semver import normalize_version, version_key
 
@@ -36,5 +37,6 @@ __all__ = [
     "default_index_path",
     "normalize_version",
     "resolve_local",
+    "resolve_shard_set",
     "version_key",
 ]

@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from atdata.errors import CatalogError, DatasetNotFoundError, SchemaError, closest
+
+if TYPE_CHECKING:
+    from atdata.shards import ErrorHandler, ShardSet
 
 from ._semver import normalize_version, version_key
 
@@ -655,6 +658,26 @@ def resolve_local(name: str, catalog: Catalog | None = None) -> DatasetRecord:
         return catalog.get_dataset(name)
     with Catalog() as own:
         return own.get_dataset(name)
+
+
+def resolve_shard_set(name: str, handler: ErrorHandler = "raise") -> ShardSet:
+    """The shards of an ``@local/name`` dataset, with its registered schema.
+
+    The resolver ``ShardSet.resolve`` (and so ``Dataset``, ``load_dataset``)
+    uses for ``@local/`` names.
+
+    Raises:
+        DatasetNotFoundError: no dataset has that name.
+
+    Example:
+        >>> resolve_shard_set("@local/mnist-train").urls  # doctest: +SKIP
+        ['mnist-{0..9}.tar']
+    """
+    from atdata.sample import Schema
+    from atdata.shards import ShardSet
+
+    record = resolve_local(name)
+    return ShardSet(record.urls, handler=handler, schema=Schema.from_json(record.schema))
 
 
 # -- helpers ---------------------------------------------------------------------

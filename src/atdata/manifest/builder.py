@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from atdata import __version__
 from atdata import observability as obs
-from atdata.errors import ManifestError, ShardCorruptError
+from atdata.errors import ManifestError, ShardCorruptError, ShardError
 from atdata.manifest import _aggregates
 from atdata.manifest._fields import Column, columns_of, infer_field_type, infer_schema, to_arrow
 from atdata.manifest._format import (
@@ -282,8 +282,7 @@ class _HashingReader:
 
 
 def _build_one(url: str, sample_type: type | None, provenance: Mapping[str, Any]) -> None:
-    from atdata.shards._tar import TarFormatError, iter_members
-    from atdata.shards.reader import split_key
+    from atdata.shards.reader import decode_raw, iter_raw
 
     schema = schema_of(sample_type) if sample_type is not None else None
     decode: Callable[[memoryview, str], Any]
@@ -296,17 +295,16 @@ def _build_one(url: str, sample_type: type | None, provenance: Mapping[str, Any]
     with store.open(path) as raw:
         stream = _HashingReader(raw)
         try:
-            for member in iter_members(stream):  # type: ignore[arg-type]
-                key, ext = split_key(member.name)
-                if ext != "msgpack":
-                    raise ManifestError(
-                        f"{url}: member {member.name!r} is not an atdata sample (.msgpack); "
-                        "manifests can only be built for atdata shards",
-                        url=url,
-                    )
-                builder.add(key, member.offset, member.span, decode(member.data, key), b"")
-        except TarFormatError as exc:
-            raise ShardCorruptError(url, exc.offset, exc.reason) from None
+            for sample in iter_raw(url, stream=stream):  # type: ignore[arg-type]
+                builder.add(
+                    sample.key, sample.offset, sample.span, decode_raw(decode, sample, url), b""
+                )
+        except ShardCorruptError:
+            raise
+        except ShardError as exc:  # a member that is not a sample
+            raise ManifestError(
+                f"{exc}; manifests can only be built for atdata shards", url=url
+            ) from None
         stream.drain()
     builder.commit(size_bytes=stream.size, checksum_sha256=stream.hash.hexdigest())
 

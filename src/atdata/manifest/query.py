@@ -23,7 +23,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
-import io
 import os
 import re
 import time
@@ -35,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from atdata import observability as obs
-from atdata.errors import QueryError, SampleNotFoundError, ShardCorruptError
+from atdata.errors import QueryError, SampleNotFoundError
 from atdata.manifest._aggregates import merge
 from atdata.manifest._expr import Lit, Predicate, bounds, compile_where, evaluate
 from atdata.manifest._fields import Column
@@ -43,10 +42,11 @@ from atdata.manifest._format import KEY, OFFSET, SIZE, ShardManifest
 from atdata.manifest._sql import sql_predicate
 from atdata.manifest.loader import concurrent_map, load_all, missing_manifest
 from atdata.sample import DictSample
-from atdata.storage import is_local, store_for
+from atdata.shards.reader import SampleLocation, read_samples
+from atdata.storage import is_local
 
 if TYPE_CHECKING:
-    from atdata.dataset import Dataset
+    from atdata.shards import ShardSet
 
 __all__ = [
     "QueryResult",
@@ -57,23 +57,6 @@ __all__ = [
 ]
 
 _KEY_COLUMN = Column(KEY, "categorical", "str")
-_COALESCE_GAP = 1 << 20  # read neighbouring samples with one request when this close
-_MAX_RUN = 64 << 20
-
-
-@dataclasses.dataclass(frozen=True)
-class SampleLocation:
-    """Where a sample lives: its shard, key, and the byte range of its tar member.
-
-    ``offset`` is the byte offset of the sample's tar header, ``size`` the
-    bytes of its member (header and padding included), so one range read
-    fetches it: ``ds.get_sample(loc)``.
-    """
-
-    shard: str
-    key: str
-    offset: int
-    size: int
 
 
 @dataclasses.dataclass
@@ -117,7 +100,7 @@ class QueryResult(Sequence[SampleLocation]):
 
     def __init__(
         self,
-        dataset: Dataset[Any],
+        source: ShardSet,
         parts: Sequence[_Part],
         *,
         shards_pruned: int,
@@ -126,8 +109,10 @@ class QueryResult(Sequence[SampleLocation]):
         predicate: str = "",
         vectorized: bool = True,
         seconds: float = 0.0,
+        wrap: Callable[[ShardSet], Any] | None = None,
     ) -> None:
-        self.dataset = dataset
+        self.source = source
+        self._wrap = wrap
         self._parts = [p for p in parts if len(p)]
         self._starts = np.cumsum([0] + [len(p) for p in self._parts]).tolist()
         self.shards_pruned = shards_pruned
@@ -222,7 +207,7 @@ class QueryResult(Sequence[SampleLocation]):
 
     def materialize(
         self, pattern: str, *, provenance: Mapping[str, Any] | None = None, **writer_options: Any
-    ) -> Dataset[Any]:
+    ) -> Any:
         """Copy the matching samples into a new dataset, with manifests.
 
         The samples' bytes are copied as stored (no re-encoding); the new
@@ -234,7 +219,8 @@ class QueryResult(Sequence[SampleLocation]):
             **writer_options: passed to :class:`~atdata.ShardWriter` (``maxcount``...).
 
         Returns:
-            A ``Dataset`` of the same sample type over the new shards.
+            A ``Dataset`` of the queried dataset's sample type over the new shards
+            (a :class:`~atdata.shards.ShardSet` for a query run on one directly).
 
         Raises:
             QueryError: the query matched nothing.
@@ -242,7 +228,6 @@ class QueryResult(Sequence[SampleLocation]):
         Example:
             >>> dogs = ds.query(where=lambda m: m.label == "dog").materialize("dogs/%06d.tar")
         """
-        from atdata.dataset import Dataset
         from atdata.sample import WdsRecord
         from atdata.shards import ShardWriter
 
@@ -251,12 +236,15 @@ class QueryResult(Sequence[SampleLocation]):
                 f"the query ({self.predicate}) matched no samples, so there is nothing to "
                 "materialize; check it with len(result) first"
             )
-        ds = self.dataset
-        stored: type = getattr(ds, "_stored_type", ds.sample_type)
+        stored = self.source.stored_type
         typed: Any = None if stored is DictSample else stored
         if typed is None:
             try:
-                typed = ds.schema.to_type()
+                typed = self.source.recorded_type()
+                if typed is DictSample:
+                    from atdata.manifest.loader import dataset_schema
+
+                    typed = dataset_schema(self.source.shards).to_type()
             except Exception:  # noqa: BLE001 - any failure: copy untyped records instead
                 typed = None
         prov = {"parent_shards": self.shards, "query": self.predicate, **(provenance or {})}
@@ -267,58 +255,18 @@ class QueryResult(Sequence[SampleLocation]):
                     sink.write(WdsRecord(loc.key, packed, typed.from_bytes(packed, loc.key)))
                 else:
                     sink.write({"__key__": loc.key, "msgpack": packed})
-        out: Dataset[Any] = (
-            Dataset(sink.shards) if stored is DictSample else Dataset[stored](sink.shards)  # type: ignore[valid-type]
-        )
-        if ds.sample_type is not stored:
-            out = out.as_type(ds.sample_type)
         obs.log_event("query materialized", samples=self.count, shards=len(sink.shards))
-        return out
+        out = self.source.replace(urls=list(sink.shards), literal=True)
+        return self._wrap(out) if self._wrap is not None else out
 
 
 def _read_part(part: _Part) -> list[tuple[SampleLocation, bytes]]:
     """One shard's matches, reading each run of neighbouring samples in one request."""
-    from atdata.shards._tar import BLOCK, TarFormatError, iter_members
-    from atdata.shards.reader import split_key
+    return list(read_samples(part.locations(), _raw_bytes))
 
-    store, path = store_for(part.shard)
-    offsets, sizes = part.offsets.tolist(), part.sizes.tolist()
-    keys = part.keys.to_pylist()
-    out: list[tuple[SampleLocation, bytes]] = []
-    i = 0
-    while i < len(offsets):
-        j = i + 1
-        end = offsets[i] + sizes[i]
-        while (
-            j < len(offsets)
-            and offsets[j] - end <= _COALESCE_GAP
-            and offsets[j] + sizes[j] - offsets[i] <= _MAX_RUN
-        ):
-            end = max(end, offsets[j] + sizes[j])
-            j += 1
-        data = store.range(path, offsets[i], end - offsets[i])
-        for k in range(i, j):
-            start = offsets[k] - offsets[i]
-            chunk = data[start : start + sizes[k]]
-            loc = SampleLocation(part.shard, keys[k], offsets[k], sizes[k])
-            try:
-                member = next(iter_members(io.BytesIO(chunk + bytes(2 * BLOCK))))
-            except (TarFormatError, StopIteration):
-                raise ShardCorruptError(
-                    part.shard, offsets[k], "no tar member here (stale manifest?)", keys[k]
-                ) from None
-            found, _ = split_key(member.name)
-            if found != keys[k]:
-                raise ShardCorruptError(
-                    part.shard,
-                    offsets[k],
-                    f"expected sample {keys[k]!r}, found {found!r} (stale manifest? rebuild it "
-                    "with `atdata manifest build`)",
-                    keys[k],
-                )
-            out.append((loc, bytes(member.data)))
-        i = j
-    return out
+
+def _raw_bytes(data: memoryview, key: str) -> bytes:
+    return bytes(data)
 
 
 # -- planning and scanning ---------------------------------------------------------------
@@ -485,17 +433,19 @@ def _where_selector(
 
 
 def run_query(
-    ds: Dataset[Any],
+    source: ShardSet,
     *,
     where: Callable[[Any], Any] | None = None,
     sql: str | None = None,
+    wrap: Callable[[ShardSet], Any] | None = None,
 ) -> QueryResult:
-    """Locations of the samples of ``ds`` that match, from the manifests alone.
+    """Locations of the samples of ``source`` that match, from the manifests alone.
 
     Args:
-        ds: the dataset.
+        source: the shards.
         where: a predicate over manifest fields (``lambda m: m.confidence > 0.9``).
         sql: or a SQL ``WHERE`` clause, run by DuckDB. With neither, every sample matches.
+        wrap: turns the shards of :meth:`QueryResult.materialize` into what it returns.
 
     Raises:
         QueryError: both were given, a field is unknown (the message suggests the
@@ -508,7 +458,7 @@ def run_query(
     if where is not None and sql is not None:
         raise QueryError("give either where= or sql=, not both")
     started = time.perf_counter()
-    shards = ds.shards
+    shards = source.shards
     with obs.trace("query", shards=len(shards), language="sql" if sql is not None else "python"):
         loaded = load_all(shards)
         manifests = [m for m in loaded if m is not None]
@@ -560,7 +510,7 @@ def run_query(
             duration_s=round(seconds, 6),
         )
     return QueryResult(
-        ds,
+        source,
         parts,
         shards_pruned=pruned,
         shards_scanned=scanned,
@@ -568,6 +518,7 @@ def run_query(
         predicate=label,
         vectorized=vectorized,
         seconds=seconds,
+        wrap=wrap,
     )
 
 
@@ -661,7 +612,7 @@ def _run_sql(
 # -- direct access ---------------------------------------------------------------------------
 
 
-def locate_key(ds: Dataset[Any], key: str) -> SampleLocation:
+def locate_key(source: ShardSet, key: str) -> SampleLocation:
     """Where the sample with ``key`` is, found through the manifests (no shard data is read).
 
     Shards whose recorded key range excludes ``key`` are skipped; the rest are
@@ -670,7 +621,7 @@ def locate_key(ds: Dataset[Any], key: str) -> SampleLocation:
     Raises:
         SampleNotFoundError: no shard's manifest lists the key.
     """
-    shards = ds.shards
+    shards = source.shards
     manifests = [m for m in load_all(shards) if m is not None]
     candidates = []
     for m in manifests:
@@ -699,7 +650,7 @@ def locate_key(ds: Dataset[Any], key: str) -> SampleLocation:
     raise SampleNotFoundError(key, where, nearby)
 
 
-def describe_dataset(ds: Dataset[Any]) -> dict[str, Any]:
+def describe_dataset(source: ShardSet) -> dict[str, Any]:
     """Dataset statistics from the manifests alone (no shard data is read).
 
     Returns:
@@ -713,7 +664,7 @@ def describe_dataset(ds: Dataset[Any]) -> dict[str, Any]:
         >>> ds.describe()["fields"]["label"]["counts"]                    # doctest: +SKIP
         {'dog': 512, 'cat': 488}
     """
-    loaded = load_all(ds.shards)
+    loaded = load_all(source.shards)
     manifests = [m for m in loaded if m is not None]
     names: dict[str, None] = {}
     for m in manifests:

@@ -40,7 +40,6 @@ from atdata.processing._processor import Processor, as_processor
 from atdata.processing._serialize import dumps
 from atdata.processing._task import OnError, Payload, ShardResult, ShardTask
 from atdata.processing.executors import Executor, get_executor
-from atdata.sample import DictSample
 from atdata.storage import is_local, sibling, store_for
 
 if TYPE_CHECKING:
@@ -122,7 +121,7 @@ def map_dataset(
     if budget < 1:
         raise ValueError(f"retries must be 0 or more, got {retries}")
 
-    view = _input_view(ds, proc.input_type)
+    view = ds.as_type(proc.input_type)
     payload = _serialize(proc, view)
     all_shards = view.shards
     selected = _select(all_shards, shards)
@@ -289,17 +288,6 @@ def map_dataset(
 # -- the input -----------------------------------------------------------------------
 
 
-def _input_view(ds: Dataset[Any], in_type: type) -> Dataset[Any]:
-    """``ds`` read as the function's input type: re-typed, or through a lens."""
-    if ds.sample_type is in_type:
-        return ds
-    if not ds._stages and DictSample in (ds.sample_type, in_type):
-        view = ds._view(in_type, None)
-        view._stored_type = in_type
-        return view
-    return ds.as_type(in_type)
-
-
 def _select(all_shards: list[str], shards: Sequence[str] | None) -> list[str]:
     if shards is None:
         return list(all_shards)
@@ -442,8 +430,8 @@ def _committed_outputs(tasks: list[PlannedTask]) -> set[str]:
 def _serialize(proc: Processor[Any, Any], view: Dataset[Any]) -> bytes:
     payload = Payload(
         fn=proc,
-        stored_type=view._stored_type,
-        stages=view._stages,
+        stored_type=view.shard_set.stored_type,
+        transform=view.transform_one,
         output_type=proc.output_type,
         name=proc.name,
     )
@@ -524,8 +512,7 @@ def split_shard(url: str, parts: int) -> list[tuple[int, int, int, int]]:
 
 
 def _sample_offsets(url: str) -> tuple[list[int], list[int]]:
-    store, path = store_for(url)
-    manifest_path = store_for(sibling(url, ".manifest.parquet"))[1]
+    store, manifest_path = store_for(sibling(url, ".manifest.parquet"))
     if store.exists(manifest_path):
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -545,14 +532,13 @@ def _sample_offsets(url: str) -> tuple[list[int], list[int]]:
                 )
             )
             return [p[0] for p in pairs], [p[1] for p in pairs]
-    from atdata.shards._tar import iter_members
+    from atdata.shards.reader import iter_raw
 
     offsets: list[int] = []
     sizes: list[int] = []
-    with store.open(path) as stream:
-        for member in iter_members(stream):
-            offsets.append(member.offset)
-            sizes.append(member.span)
+    for raw in iter_raw(url):
+        offsets.append(raw.offset)
+        sizes.append(raw.span)
     return offsets, sizes
 
 

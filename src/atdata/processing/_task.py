@@ -16,9 +16,7 @@ import time
 import traceback
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, Any, Literal
-
-import msgspec
+from typing import Any, Literal
 
 from atdata import observability as obs
 from atdata.errors import (
@@ -30,8 +28,9 @@ from atdata.errors import (
 )
 from atdata.processing._serialize import loads_cached
 from atdata.sample import DictSample, PackableSample, Schema
-from atdata.shards import ShardWriter, split_key
-from atdata.shards._tar import BLOCK, TarFormatError, end_of_archive, iter_members
+from atdata.shards import ShardWriter
+from atdata.shards._tar import end_of_archive
+from atdata.shards.reader import RawSample, decode_raw, iter_raw
 from atdata.storage import store_for
 
 __all__ = ["OnError", "ShardResult", "ShardTask", "process_shard"]
@@ -43,7 +42,6 @@ output of the wrong type), counting them and recording their keys; ``"warn"``
 does the same and also warns once per job in the calling process."""
 
 _MAX_RECORDED_KEYS = 10_000
-_DROPPED = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +141,7 @@ class Payload:
 
     fn: Callable[[Any], Any]
     stored_type: type
-    stages: tuple[Callable[[Iterator[Any]], Iterator[Any]], ...]
+    transform: Callable[[Any], Any]  # the input view's lenses and filters; None: filtered out
     output_type: type
     name: str
 
@@ -228,7 +226,7 @@ def _run(task: ShardTask, counts: _Counts) -> None:
     # now so that ``isinstance(x, PackableSample)`` holds before the first write.
     for tp in (payload.stored_type, payload.output_type):
         getattr(tp, "__atdata_codec__", None)
-    fn, stages, out_type = payload.fn, payload.stages, payload.output_type
+    fn, transform, out_type = payload.fn, payload.transform, payload.output_type
     decode = typing.cast(Any, payload.stored_type).from_bytes
     skip = task.on_error != "raise"
     writer = ShardWriter(
@@ -239,17 +237,14 @@ def _run(task: ShardTask, counts: _Counts) -> None:
         provenance=task.provenance,
     )
     with writer:
-        for key, data, offset, damage in _members(task):
-            counts.samples_in += damage is None
+        for raw in _members(task):
+            key = raw.key if isinstance(raw, RawSample) else f"@{raw.offset}"
             try:
-                if damage is not None:
-                    raise damage
-                sample = _decode(decode, data, key, offset, task.input_url)
-                for stage in stages:
-                    sample = next(stage(iter((sample,))), _DROPPED)
-                    if sample is _DROPPED:
-                        break
-                if sample is _DROPPED:
+                if not isinstance(raw, RawSample):
+                    raise raw
+                counts.samples_in += 1
+                sample = transform(decode_raw(decode, raw, task.input_url))
+                if sample is None:
                     continue
                 outputs = _outputs(fn(sample), key, out_type, payload.name)
             except SchemaMismatchError:
@@ -266,18 +261,6 @@ def _run(task: ShardTask, counts: _Counts) -> None:
             counts.samples_out += len(outputs)
     if writer.count == 0:
         _commit_empty(task, out_type)
-
-
-def _decode(decode: Callable[..., Any], data: memoryview, key: str, offset: int, url: str) -> Any:
-    try:
-        return decode(data, key)
-    except (msgspec.DecodeError, ValueError) as exc:
-        raise ShardCorruptError(url, offset, f"bad sample: {exc}", key) from None
-    except SchemaMismatchError as exc:
-        raise SchemaMismatchError(
-            exc.type_name, missing=exc.missing, unexpected=exc.unexpected,
-            retyped=exc.retyped, url=url, key=key,
-        ) from None
 
 
 def _bad_sample(
@@ -297,67 +280,13 @@ def _bad_sample(
     )
 
 
-def _members(
-    task: ShardTask,
-) -> Iterator[tuple[str, memoryview, int, ShardCorruptError | None]]:
-    """``(key, msgpack bytes, byte offset, None)`` for each sample in the task's range.
-
-    Damage that ends the range (a bad tar header cannot be skipped past) comes
-    last as ``(pseudo key, empty, offset, error)``, for the error policy to judge.
-    """
-    store, path = store_for(task.input_url)
-    if task.byte_end is not None and task.byte_end <= task.byte_start:
-        return
-    with store.open(path) as raw:
-        stream: IO[bytes] | _Window = raw
-        base = 0
-        if task.byte_end is not None or task.byte_start:
-            raw.seek(task.byte_start)
-            base = task.byte_start
-            if task.byte_end is not None:
-                stream = _Window(raw, task.byte_end - task.byte_start)
-        members = iter_members(stream)  # type: ignore[arg-type]
-        while True:
-            try:
-                member = next(members)
-            except StopIteration:
-                return
-            except TarFormatError as exc:
-                offset = base + exc.offset
-                error = ShardCorruptError(task.input_url, offset, exc.reason)
-                yield f"@{offset}", memoryview(b""), offset, error
-                return
-            key, ext = split_key(member.name)
-            if ext != "msgpack":
-                raise ShardError(
-                    f"{task.input_url}: member {member.name!r} at byte {base + member.offset} "
-                    "is not an atdata sample (.msgpack)"
-                )
-            yield key, member.data, base + member.offset, None
-
-
-class _Window:
-    """A read-only view of ``length`` bytes of a stream, ending like a tar archive."""
-
-    def __init__(self, raw: IO[bytes], length: int) -> None:
-        self.raw = raw
-        self.remaining = length
-        self.tail = True
-
-    def read(self, size: int = -1) -> bytes:
-        if self.remaining > 0:
-            want = self.remaining if size is None or size < 0 else min(size, self.remaining)
-            data = self.raw.read(want)
-            if not data:  # the shard is shorter than its manifest says
-                self.remaining = 0
-                self.tail = False
-                return b""
-            self.remaining -= len(data)
-            return data
-        if self.tail:
-            self.tail = False
-            return bytes(2 * BLOCK)
-        return b""
+def _members(task: ShardTask) -> Iterator[RawSample | ShardCorruptError]:
+    """Each sample in the task's range; damage that ends the range (a bad tar header
+    cannot be skipped past) comes last, as the error, for the error policy to judge."""
+    try:
+        yield from iter_raw(task.input_url, byte_range=(task.byte_start, task.byte_end))
+    except ShardCorruptError as error:
+        yield error
 
 
 def _key_of(obj: Any) -> str | None:

@@ -1,11 +1,18 @@
-"""Reading shards: stream every sample, or fetch one by (offset, size) with one range read."""
+"""Reading shards: the one loop over a shard's samples, and coalesced range reads.
+
+Everything that reads samples goes through here: the dataset's iteration, the
+manifest builder, the query's row fallback and the map task all stream with
+:func:`iter_raw` / :func:`iter_shard`; ``get_sample`` and query results fetch
+with :func:`read_samples`, which merges nearby samples into one range request.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
-from collections.abc import Callable, Iterator
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, Literal, NamedTuple, TypeVar
 
 import msgspec
 
@@ -14,7 +21,18 @@ from atdata.errors import SchemaMismatchError, ShardCorruptError, ShardError
 from atdata.shards._tar import BLOCK, TarFormatError, iter_members
 from atdata.storage import store_for
 
-__all__ = ["ErrorHandler", "iter_shard", "read_sample", "split_key"]
+__all__ = [
+    "ErrorHandler",
+    "RawSample",
+    "SampleLocation",
+    "decode_raw",
+    "decoder_for",
+    "iter_raw",
+    "iter_shard",
+    "read_sample",
+    "read_samples",
+    "split_key",
+]
 
 T = TypeVar("T")
 Decoder = Callable[[memoryview, str], T]
@@ -22,6 +40,40 @@ ErrorHandler = Literal["raise", "skip", "warn"] | Callable[[ShardCorruptError], 
 """What to do with a corrupt sample: ``"raise"`` (default), ``"skip"`` it and
 count it (``atdata.observability.metrics.samples_skipped``), ``"warn"`` (skip with
 a warning), or a callable that receives the error and may re-raise it."""
+
+COALESCE_GAP = 1 << 20
+"""Samples this close together in a shard are fetched with one range request."""
+MAX_RUN = 64 << 20
+"""The most bytes one coalesced range request fetches."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleLocation:
+    """Where a sample lives: its shard, key, and the byte range of its tar member.
+
+    ``offset`` is the byte offset of the sample's tar header, ``size`` the
+    bytes of its member (header and padding included), so one range read
+    fetches it: ``ds.get_sample(loc)``.
+
+    Example:
+        >>> loc = SampleLocation("data/shard-000000.tar", "sample_000042", 43008, 1024)
+        >>> loc.offset + loc.size
+        44032
+    """
+
+    shard: str
+    key: str
+    offset: int
+    size: int
+
+
+class RawSample(NamedTuple):
+    """One sample's undecoded msgpack bytes, with its key and byte range in the shard."""
+
+    key: str
+    data: memoryview
+    offset: int  # of its first tar header
+    span: int  # bytes from ``offset`` to the end of its padded data
 
 
 def split_key(name: str) -> tuple[str, str]:
@@ -36,7 +88,152 @@ def split_key(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), ext
 
 
-def _handle(handler: ErrorHandler, error: ShardCorruptError) -> None:
+# -- streaming -------------------------------------------------------------------------
+
+
+def iter_raw(
+    url: str,
+    *,
+    byte_range: tuple[int, int | None] | None = None,
+    stream: IO[bytes] | None = None,
+) -> Iterator[RawSample]:
+    """Yield every sample of a shard undecoded, in order.
+
+    Args:
+        url: the shard (named in errors; opened unless ``stream`` is given).
+        byte_range: ``(start, end)`` byte offsets: read only the samples whose
+            headers start in that range (``end`` None: to the end). ``start``
+            must be a sample's offset (``__offset__`` in the manifest).
+        stream: an already open stream of the shard, positioned at its start.
+
+    Raises:
+        ShardCorruptError: a bad tar header or a truncated shard (iteration ends there).
+        ShardError: a member that is not an atdata sample (``.msgpack``).
+
+    Example:
+        >>> [raw.key for raw in iter_raw("data/shard-000000.tar")][:2]   # doctest: +SKIP
+        ['sample_000000', 'sample_000001']
+    """
+    start, end = byte_range if byte_range is not None else (0, None)
+    if end is not None and end <= start:
+        return
+    if stream is None:
+        store, path = store_for(url)
+        with store.open(path) as opened:
+            yield from _raw_members(url, opened, start, end)
+    else:
+        yield from _raw_members(url, stream, start, end)
+
+
+def _raw_members(url: str, raw: IO[bytes], start: int, end: int | None) -> Iterator[RawSample]:
+    stream: IO[bytes] | _Window = raw
+    if start:
+        raw.seek(start)
+    if end is not None:
+        stream = _Window(raw, end - start)
+    try:
+        for member in iter_members(stream):  # type: ignore[arg-type]
+            name = member.name
+            if name.endswith(".msgpack") and name.find(".") == len(name) - 8:
+                key = name[:-8]  # the usual case, without split_key
+            else:
+                key, ext = split_key(name)
+                if ext != "msgpack":
+                    raise ShardError(
+                        f"{url}: member {name!r} at byte {start + member.offset} is not an "
+                        "atdata sample (.msgpack); read this shard with the webdataset package"
+                    )
+            yield RawSample(key, member.data, start + member.offset, member.span)
+    except TarFormatError as exc:
+        raise ShardCorruptError(url, start + exc.offset, exc.reason) from None
+
+
+class _Window:
+    """A read-only view of ``length`` bytes of a stream, ending like a tar archive."""
+
+    def __init__(self, raw: IO[bytes], length: int) -> None:
+        self.raw = raw
+        self.remaining = length
+        self.tail = True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.remaining > 0:
+            want = self.remaining if size is None or size < 0 else min(size, self.remaining)
+            data = self.raw.read(want)
+            if not data:  # the shard is shorter than its manifest says
+                self.remaining = 0
+                self.tail = False
+                return b""
+            self.remaining -= len(data)
+            return data
+        if self.tail:
+            self.tail = False
+            return bytes(2 * BLOCK)
+        return b""
+
+
+def decode_raw(decode: Decoder[T], raw: RawSample, url: str) -> T:
+    """Decode one raw sample; errors name the shard, the key and the offset.
+
+    Raises:
+        ShardCorruptError: the bytes are not a sample.
+        SchemaMismatchError: the sample does not fit the type (never skippable:
+            every sample would fail alike).
+    """
+    try:
+        return decode(raw.data, raw.key)
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise ShardCorruptError(url, raw.offset, f"bad sample: {exc}", raw.key) from None
+    except SchemaMismatchError as exc:
+        raise SchemaMismatchError(
+            exc.type_name, missing=exc.missing, unexpected=exc.unexpected,
+            retyped=exc.retyped, url=url, key=raw.key,
+        ) from None
+
+
+def iter_shard(
+    url: str,
+    decode: Decoder[T],
+    *,
+    handler: ErrorHandler = "raise",
+    byte_range: tuple[int, int | None] | None = None,
+) -> Iterator[tuple[T, int, int]]:
+    """Yield ``(sample, offset, span)`` for every sample of the shard at ``url``.
+
+    Args:
+        url: a local path or any supported URL.
+        decode: turns a sample's msgpack bytes and key into a sample.
+        handler: what to do with corrupt data (see :data:`ErrorHandler`). A bad
+            tar header cannot be skipped past, so the rest of that shard is
+            dropped (and counted once) under ``"skip"``/``"warn"``.
+        byte_range: read only part of the shard, as for :func:`iter_raw`.
+
+    Raises:
+        ShardCorruptError: on truncated or garbage data, with ``handler="raise"``.
+        SchemaMismatchError: when samples do not fit the sample type.
+
+    Example:
+        >>> for sample, offset, span in iter_shard(url, decoder_for(ImageSample)):  # doctest: +SKIP
+        ...     print(sample.__key__, offset)
+    """
+    count = 0
+    try:
+        for raw in iter_raw(url, byte_range=byte_range):
+            try:
+                sample = decode_raw(decode, raw, url)
+            except ShardCorruptError as exc:
+                handle_error(handler, exc)
+                continue
+            count += 1
+            yield sample, raw.offset, raw.span
+    except ShardCorruptError as exc:  # the tar itself: the rest of the shard is lost
+        handle_error(handler, exc)
+    finally:
+        obs.metrics.samples_read.inc(count)  # once per shard: nothing per sample
+
+
+def handle_error(handler: ErrorHandler, error: ShardCorruptError) -> None:
+    """Apply a reading error policy to one corrupt sample (or the rest of a shard)."""
     if handler == "raise":
         raise error
     obs.metrics.samples_skipped.inc()
@@ -48,61 +245,85 @@ def _handle(handler: ErrorHandler, error: ShardCorruptError) -> None:
         handler(error)
 
 
-def iter_shard(
-    url: str, decode: Decoder[T], *, handler: ErrorHandler = "raise"
-) -> Iterator[tuple[T, int, int]]:
-    """Yield ``(sample, offset, span)`` for every sample of the shard at ``url``.
+# -- range reads -----------------------------------------------------------------------
 
-    Args:
-        url: a local path or any supported URL.
-        decode: turns a sample's msgpack bytes and key into a sample.
-        handler: what to do with corrupt data (see :data:`ErrorHandler`). A bad
-            tar header cannot be skipped past, so the rest of that shard is
-            dropped (and counted once) under ``"skip"``/``"warn"``.
+
+def read_samples(
+    locations: Iterable[SampleLocation], decode: Decoder[T]
+) -> Iterator[tuple[SampleLocation, T]]:
+    """Fetch samples by location, merging neighbours into one range request.
+
+    Locations are read in the order given; consecutive ones in the same shard
+    that lie within :data:`COALESCE_GAP` of each other (and, together, within
+    :data:`MAX_RUN` bytes) share a request. Each sample's key is checked
+    against its location's, so a stale manifest is caught, not misread.
 
     Raises:
-        ShardCorruptError: on truncated or garbage data, with ``handler="raise"``.
-        SchemaMismatchError: when samples do not fit the sample type.
+        ShardCorruptError: the bytes at a location are not that sample.
+
+    Example:
+        >>> hits = ds.query(where=lambda m: m.label == "cat")                 # doctest: +SKIP
+        >>> cats = [s for _, s in read_samples(hits, decoder_for(ImageSample))]  # doctest: +SKIP
     """
-    store, path = store_for(url)
-    count = 0
-    with store.open(path) as stream:
-        try:
-            # TarFormatError only comes from iter_members: decode errors are
-            # handled inside the loop
-            for member in iter_members(stream):
-                name = member.name
-                if name.endswith(".msgpack") and name.find(".") == len(name) - 8:
-                    key = name[:-8]  # the usual case, without split_key
-                else:
-                    key, ext = split_key(name)
-                    if ext != "msgpack":
-                        raise ShardError(
-                            f"{url}: member {name!r} at byte {member.offset} is not an "
-                            "atdata sample (.msgpack); read this shard with the webdataset "
-                            "package"
-                        )
-                try:
-                    sample = decode(member.data, key)
-                except (msgspec.DecodeError, ValueError) as exc:
-                    _handle(
-                        handler, ShardCorruptError(url, member.offset, f"bad sample: {exc}", key)
-                    )
-                    continue
-                except SchemaMismatchError as exc:
-                    raise SchemaMismatchError(
-                        exc.type_name, missing=exc.missing, unexpected=exc.unexpected,
-                        retyped=exc.retyped, url=url, key=key,
-                    ) from None
-                count += 1
-                yield sample, member.offset, member.span
-        except TarFormatError as exc:
-            _handle(handler, ShardCorruptError(url, exc.offset, exc.reason))
-        finally:
-            obs.metrics.samples_read.inc(count)  # once per shard: nothing per sample
+    run: list[SampleLocation] = []
+    for loc in locations:
+        if run and not _extends(run, loc):
+            yield from _read_run(run, decode)
+            run = []
+        run.append(loc)
+    if run:
+        yield from _read_run(run, decode)
 
 
-def read_sample(url: str, offset: int, size: int, decode: Decoder[T]) -> T:
+def _extends(run: list[SampleLocation], loc: SampleLocation) -> bool:
+    first, last = run[0], run[-1]
+    end = last.offset + last.size
+    return (
+        loc.shard == first.shard
+        and 0 <= loc.offset - end <= COALESCE_GAP
+        and loc.offset + loc.size - first.offset <= MAX_RUN
+    )
+
+
+def _read_run(run: list[SampleLocation], decode: Decoder[T]) -> Iterator[tuple[SampleLocation, T]]:
+    first, last = run[0], run[-1]
+    store, path = store_for(first.shard)
+    size = last.offset + last.size - first.offset
+    data = store.range(path, first.offset, size)
+    if len(data) < size:
+        raise ShardCorruptError(
+            first.shard,
+            first.offset,
+            f"range read returned {len(data)} of {size} bytes (file truncated, or a stale "
+            "manifest: rebuild it with `atdata manifest build --force`)",
+        )
+    for loc in run:
+        start = loc.offset - first.offset
+        raw = _member_at(data[start : start + loc.size], loc)
+        yield loc, decode_raw(decode, raw, loc.shard)
+
+
+def _member_at(chunk: bytes, loc: SampleLocation) -> RawSample:
+    try:
+        member = next(iter_members(io.BytesIO(chunk + bytes(2 * BLOCK))))
+    except (TarFormatError, StopIteration) as exc:
+        reason = exc.reason if isinstance(exc, TarFormatError) else "no tar member here"
+        raise ShardCorruptError(
+            loc.shard, loc.offset, f"{reason} (stale manifest offset?)", loc.key or None
+        ) from None
+    key, _ = split_key(member.name)
+    if loc.key and key != loc.key:
+        raise ShardCorruptError(
+            loc.shard,
+            loc.offset,
+            f"expected sample {loc.key!r}, found {key!r} (stale manifest? rebuild it with "
+            "`atdata manifest build --force`)",
+            loc.key,
+        )
+    return RawSample(key, member.data, loc.offset, member.span)
+
+
+def read_sample(url: str, offset: int, size: int, decode: Decoder[T], key: str = "") -> T:
     """Read one sample with a single range request.
 
     Args:
@@ -110,26 +331,16 @@ def read_sample(url: str, offset: int, size: int, decode: Decoder[T]) -> T:
         offset: byte offset of the sample's first tar header (``__offset__``).
         size: bytes from there to the end of its data (``__size__``).
         decode: as for :func:`iter_shard`.
+        key: the key expected there; empty: not checked.
 
     Raises:
-        ShardCorruptError: when the bytes there are not a sample.
+        ShardCorruptError: when the bytes there are not a sample (or not that one).
+
+    Example:
+        >>> sample = read_sample(url, 0, 1536, decoder_for(ImageSample))  # doctest: +SKIP
     """
-    store, path = store_for(url)
-    data = store.range(path, offset, size)
-    if len(data) < size:
-        raise ShardCorruptError(
-            url, offset, f"range read returned {len(data)} of {size} bytes (file truncated?)"
-        )
-    try:
-        member = next(iter_members(io.BytesIO(data + bytes(2 * BLOCK))))
-    except (TarFormatError, StopIteration) as exc:
-        reason = exc.reason if isinstance(exc, TarFormatError) else "no tar member here"
-        raise ShardCorruptError(url, offset, f"{reason} (stale manifest offset?)") from None
-    key, _ = split_key(member.name)
-    try:
-        return decode(member.data, key)
-    except (msgspec.DecodeError, ValueError) as exc:
-        raise ShardCorruptError(url, offset, f"bad sample: {exc}", key) from None
+    (_, sample), = read_samples([SampleLocation(url, key, offset, size)], decode)
+    return sample
 
 
 def decoder_for(sample_type: Any) -> Decoder[Any]:
@@ -137,6 +348,9 @@ def decoder_for(sample_type: Any) -> Decoder[Any]:
 
     For the reader's own buffers: big arrays are views of them, not copies
     (``T.from_bytes`` copies, since its caller may reuse the bytes).
+
+    Example:
+        >>> decode = decoder_for(DictSample)   # doctest: +SKIP
     """
     codec = getattr(sample_type, "__atdata_codec__", None)
     if codec is not None:
