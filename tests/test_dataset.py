@@ -161,22 +161,41 @@ def test_pickles(shards: list[str]) -> None:
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 7])
-def test_ranks_see_every_sample_once(shards: list[str], world: int) -> None:
+def test_ranks_get_equal_shares_and_never_a_sample_twice(shards: list[str], world: int) -> None:
+    seen: collections.Counter[str] = collections.Counter()
+    counts = []
+    for rank in range(world):
+        view = Dataset[Img](shards, rank=rank, world_size=world).ordered()
+        keys = [s.__key__ for s in view]
+        assert len(keys) == len(view) == N // world  # the remainder is dropped
+        counts.append(len(keys))
+        seen.update(keys)
+    assert set(seen.values()) == {1} and len(seen) == world * (N // world)
+
+
+@pytest.mark.parametrize("world", [2, 3, 7])
+def test_ranks_without_drop_last_pad_by_repeating(shards: list[str], world: int) -> None:
     seen: collections.Counter[str] = collections.Counter()
     for rank in range(world):
-        ds = Dataset[Img](shards, rank=rank, world_size=world)
-        seen.update(s.__key__ for s in ds.ordered())
-    assert sorted(seen) == [f"k0_{i:08d}" for i in range(N)]
-    assert set(seen.values()) == {1}
+        view = Dataset[Img](shards, rank=rank, world_size=world).ordered(drop_last=False)
+        keys = [s.__key__ for s in view]
+        assert len(keys) == len(view) == -(-N // world)
+        seen.update(keys)
+    assert sorted(seen) == [f"k0_{i:08d}" for i in range(N)]  # every sample read
+    assert sum(seen.values()) - N == -N % world  # and only the padding twice
 
 
-@pytest.mark.parametrize("seed", [5, None])
-def test_ranks_shuffled_see_every_sample_once(shards: list[str], seed: int | None) -> None:
+def test_ranks_shuffled_see_every_sample_once(shards: list[str]) -> None:
     seen: collections.Counter[str] = collections.Counter()
     for rank in range(2):
         ds = Dataset[Img](shards, rank=rank, world_size=2)
-        seen.update(s.__key__ for s in ds.shuffled(buffer_size=4, seed=seed))
+        seen.update(s.__key__ for s in ds.shuffled(buffer_size=4, seed=5))
     assert len(seen) == N and set(seen.values()) == {1}
+
+
+def test_ranks_must_share_a_seed(shards: list[str]) -> None:
+    with pytest.raises(ValueError, match="seed every rank shares"):
+        Dataset[Img](shards, rank=0, world_size=2).shuffled()
 
 
 def test_rank_from_environment(shards: list[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,15 +12,13 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import random
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import numpy as np
-
 from atdata._refs import group_by_split, select_split
 from atdata.errors import UnreadableURLError
+from atdata.loader import DatasetView, SampleBatch
+from atdata.loader._view import register_with_torch
 from atdata.sample import DictSample, Schema, is_packable
 from atdata.shards import ShardSet
 from atdata.shards.reader import ErrorHandler, decoder_for, iter_shard, read_samples
@@ -35,67 +33,6 @@ __all__ = ["Dataset", "DatasetDict", "SampleBatch", "load_dataset"]
 T = TypeVar("T")
 V = TypeVar("V")
 Stage = Callable[[Iterator[Any]], Iterator[Any]]
-
-
-# -- batches ---------------------------------------------------------------------
-
-
-class SampleBatch(Generic[T]):
-    """A list of samples whose fields read as columns.
-
-    Array fields are stacked with ``np.stack`` (``batch.image.shape ==
-    (len(batch), ...)``); other fields come back as lists.
-
-    Example:
-        >>> batch = next(ds.ordered(batch_size=32))
-        >>> batch.image.shape, batch.label[:2], batch.keys[:2]
-    """
-
-    def __init__(self, samples: Sequence[T]) -> None:
-        self.samples = list(samples)
-        self._columns: dict[str, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __iter__(self) -> Iterator[T]:
-        return iter(self.samples)
-
-    def __getitem__(self, index: int) -> T:
-        return self.samples[index]
-
-    @property
-    def keys(self) -> list[str | None]:
-        """The samples' keys."""
-        return [_key_of(s) for s in self.samples]
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("samples", "_columns"):
-            raise AttributeError(name)
-        columns = self._columns
-        if name not in columns:
-            try:
-                values = [getattr(s, name) for s in self.samples]
-            except AttributeError:
-                raise AttributeError(f"samples in this batch have no field {name!r}") from None
-            if values and all(isinstance(v, np.ndarray) for v in values):
-                columns[name] = _stack(values)
-            else:
-                columns[name] = values
-        return columns[name]
-
-    def __repr__(self) -> str:
-        kind = type(self.samples[0]).__name__ if self.samples else "?"
-        return f"SampleBatch[{kind}](size={len(self)})"
-
-
-def _stack(arrays: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
-    """``np.stack``, about four times faster for many arrays of one shape and dtype."""
-    first = arrays[0]
-    shape, dtype = first.shape, first.dtype
-    if all(a.shape == shape and a.dtype == dtype for a in arrays):
-        return np.array(arrays)
-    return np.stack(arrays)
 
 
 def _key_of(sample: Any) -> str | None:
@@ -116,24 +53,6 @@ def _apply_stage(fn: Callable[[Any], Any], samples: Iterator[Any]) -> Iterator[A
 
 def _select_stage(predicate: Callable[[Any], bool], samples: Iterator[Any]) -> Iterator[Any]:
     return (s for s in samples if predicate(s))
-
-
-def _batches(samples: Iterator[Any], size: int) -> Iterator[SampleBatch[Any]]:
-    while chunk := list(itertools.islice(samples, size)):
-        yield SampleBatch(chunk)
-
-
-def _buffer_shuffle(samples: Iterator[Any], size: int, rng: random.Random) -> Iterator[Any]:
-    buffer: list[Any] = []
-    for sample in samples:
-        if len(buffer) < size:
-            buffer.append(sample)
-            continue
-        i = rng.randrange(size)
-        yield buffer[i]
-        buffer[i] = sample
-    rng.shuffle(buffer)
-    yield from buffer
 
 
 # -- the dataset ------------------------------------------------------------------
@@ -188,13 +107,19 @@ class Dataset(Generic[T]):
         handler: ErrorHandler = "raise",
         rank: int | None = None,
         world_size: int | None = None,
+        prefetch: int = 2,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_limit: int | str | None = None,
     ) -> None:
         source = urls if isinstance(urls, ShardSet) else ShardSet.resolve(urls, handler=handler)
         self._source = source.replace(stored_type=self.sample_type, handler=handler)
         self.rank = rank
         self.world_size = world_size
+        self.prefetch = prefetch
+        self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
+        self.cache_limit = cache_limit
         self._stages: tuple[Stage, ...] = ()
-        _register_with_torch()
+        register_with_torch(Dataset, DatasetView)
 
     @classmethod
     def from_shard_set(cls, source: ShardSet) -> Dataset[Any]:
@@ -208,7 +133,8 @@ class Dataset(Generic[T]):
         """
         ds: Dataset[Any] = Dataset.__new__(_typed_dataset_class(Dataset, source.stored_type))
         ds._source, ds.rank, ds.world_size, ds._stages = source, None, None, ()
-        _register_with_torch()
+        ds.prefetch, ds.cache_dir, ds.cache_limit = 2, None, None
+        register_with_torch(Dataset, DatasetView)
         if cls.sample_type is DictSample or cls.sample_type is source.stored_type:
             return ds
         return ds.as_type(cls.sample_type)
@@ -275,18 +201,6 @@ class Dataset(Generic[T]):
         """The shard URLs, expanded from patterns, globs and folders (once)."""
         return self._source.shards
 
-    def _my_shards(self, shards: list[str]) -> list[str]:
-        """This process's (rank, DataLoader worker) share of the shards."""
-        rank, world = _rank_and_world(self.rank, self.world_size)
-        worker, workers = 0, 1
-        torch_data = sys.modules.get("torch.utils.data")
-        if torch_data is not None:
-            info = torch_data.get_worker_info()
-            if info is not None:
-                worker, workers = info.id, info.num_workers
-        step = world * workers
-        return shards[rank * workers + worker :: step] if step > 1 else shards
-
     def _read(self, shards: Iterable[str]) -> Iterator[Any]:
         decode = decoder_for(self._source.stored_type)
         for url in shards:
@@ -298,48 +212,67 @@ class Dataset(Generic[T]):
 
     # -- iteration ------------------------------------------------------------------
 
-    def ordered(self, batch_size: int | None = None) -> Iterator[Any]:
-        """Samples (or :class:`SampleBatch` es) in shard order.
+    def ordered(self, batch_size: int | None = None, *, drop_last: bool = True) -> DatasetView:
+        """A view that reads the samples in shard order (split across ranks and workers).
+
+        Args:
+            batch_size: yield :class:`SampleBatch` es of this many samples.
+            drop_last: with several ranks, drop the few samples (fewer than the
+                number of ranks) that would make ranks unequal; False repeats
+                samples from the start instead, so every sample is read.
 
         Example:
             >>> for batch in ds.ordered(batch_size=64):
             ...     train_step(batch.image)
         """
-        samples = self._samples(self._my_shards(self.shards))
-        return _batches(samples, batch_size) if batch_size else samples
+        return self._view_of(shuffle=False, seed=0, buffer_size=1, batch_size=batch_size,
+                             drop_last=drop_last)
 
     def shuffled(
         self,
         buffer_size: int = 10_000,
         seed: int | None = None,
         batch_size: int | None = None,
-    ) -> Iterator[Any]:
-        """Samples in random order: shard order shuffled, then a shuffle buffer.
+        *,
+        drop_last: bool = True,
+    ) -> DatasetView:
+        """A view that reads the samples in a random order, a new one each epoch.
 
-        The same ``seed`` gives the same order. Each DataLoader worker and rank
-        shuffles its own shards with a seed derived from ``seed``.
+        The shards are put in a random order, then the samples in each window
+        of ``buffer_size`` are permuted. The order depends only on ``seed``,
+        the epoch (:meth:`DatasetView.set_epoch`) and the number of ranks — not
+        on the number of DataLoader workers — and resumes exactly from a
+        :meth:`DatasetView.state_dict`.
 
         Args:
-            buffer_size: samples held for shuffling (memory vs randomness).
-            seed: for a repeatable order; None draws one at random.
+            buffer_size: samples permuted together (memory vs randomness).
+            seed: for a repeatable order; None draws one (not allowed across
+                several ranks, which must agree).
             batch_size: yield :class:`SampleBatch` es of this size.
+            drop_last: as for :meth:`ordered`.
+
+        Example:
+            >>> view = ds.shuffled(seed=0, batch_size=64)
+            >>> loader = torch.utils.data.DataLoader(view, batch_size=None, num_workers=4)
+            >>> view.set_epoch(1)
         """
-        shards = list(self.shards)
-        if seed is None:
-            # Ranks and workers cannot agree on a random seed, so split first
-            # (the same way everywhere), then shuffle this share of the shards.
-            seed = random.SystemRandom().randrange(2**63)
-            mine = self._my_shards(shards)
-            random.Random(seed).shuffle(mine)
-        else:
-            random.Random(seed).shuffle(shards)
-            mine = self._my_shards(shards)
-        rng = random.Random(f"{seed}:{mine[:1]}")
-        samples = _buffer_shuffle(self._samples(mine), buffer_size, rng)
-        return _batches(samples, batch_size) if batch_size else samples
+        return self._view_of(shuffle=True, seed=seed, buffer_size=buffer_size,
+                             batch_size=batch_size, drop_last=drop_last)
+
+    def _view_of(self, **order: Any) -> DatasetView:
+        return DatasetView(
+            self._source,
+            self.transform_one if self._stages else None,
+            rank=self.rank,
+            world_size=self.world_size,
+            prefetch=self.prefetch,
+            cache_dir=self.cache_dir,
+            cache_limit=self.cache_limit,
+            **order,
+        )
 
     def __iter__(self) -> Iterator[T]:
-        return self.ordered()
+        return iter(self.ordered())
 
     def head(self, n: int = 5) -> list[T]:
         """The first ``n`` samples, in order.
@@ -496,7 +429,7 @@ class Dataset(Generic[T]):
 def _rebuild_dataset(sample_type: type, state: dict[str, Any]) -> Dataset[Any]:
     ds = Dataset.__new__(_typed_dataset_class(Dataset, sample_type))
     ds.__dict__.update(state)
-    _register_with_torch()
+    register_with_torch(Dataset, DatasetView)
     return ds
 
 
@@ -504,26 +437,6 @@ def _rebuild_dataset(sample_type: type, state: dict[str, Any]) -> Dataset[Any]:
 def _typed_dataset_class(base: type, sample_type: type) -> type:
     return type(f"Dataset[{sample_type.__name__}]", (base,), {"sample_type": sample_type,
                                                             "__module__": __name__})
-
-
-def _rank_and_world(rank: int | None, world: int | None) -> tuple[int, int]:
-    if rank is not None or world is not None:
-        return rank or 0, world or 1
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _register_with_torch() -> None:
-    """Make ``Dataset`` a virtual ``IterableDataset`` once torch has been imported.
-
-    Registering lazily keeps ``import atdata`` free of a torch import; a user
-    who builds a DataLoader has imported torch before creating the dataset.
-    """
-    torch_data = sys.modules.get("torch.utils.data")
-    if torch_data is not None and not issubclass(Dataset, torch_data.IterableDataset):
-        torch_data.IterableDataset.register(Dataset)
 
 
 # -- Hugging Face-style loading -------------------------------------------------------

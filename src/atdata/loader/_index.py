@@ -1,0 +1,103 @@
+"""How many samples each shard holds, and where each sample starts.
+
+Counts come from the manifests' JSON headers (one small read per shard,
+concurrent on object stores); byte offsets from their parquet rows, read only
+for shards the loader enters in the middle. A shard without a manifest is
+scanned once (its tar headers, no sample is decoded) and logged, so every
+loader feature still works; ``atdata manifest build`` makes it free.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from atdata import observability as obs
+from atdata.shards.reader import iter_raw
+
+__all__ = ["ShardIndex"]
+
+
+class ShardIndex:
+    """Sample counts and offsets of a list of shards, loaded on first use.
+
+    Example:
+        >>> index = ShardIndex(["data/shard-000000.tar"])   # doctest: +SKIP
+        >>> index.counts()                                  # doctest: +SKIP
+        [10000]
+    """
+
+    def __init__(self, shards: list[str]) -> None:
+        self.shards = shards
+        self._counts: list[int] | None = None
+        self._offsets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._has_manifest: list[bool] = []
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def counts(self) -> list[int]:
+        """Samples per shard, in shard order."""
+        if self._counts is None:
+            from atdata.manifest.loader import load_all
+
+            manifests = load_all(self.shards)
+            self._has_manifest = [m is not None for m in manifests]
+            missing = [s for s, m in zip(self.shards, manifests, strict=True) if m is None]
+            if missing:
+                obs.log_event(
+                    "shards without manifest scanned",
+                    level="warning",
+                    shards=len(missing),
+                    first=missing[0],
+                    hint="run `atdata manifest build` to skip this scan",
+                )
+            self._counts = [
+                m.num_samples if m is not None else len(self.offsets(i)[0])
+                for i, m in enumerate(manifests)
+            ]
+        return self._counts
+
+    def offsets(self, shard: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(offsets, spans)`` of shard number ``shard``'s samples, in bytes."""
+        with self._lock:
+            found = self._offsets.get(shard)
+        if found is not None:
+            return found
+        url = self.shards[shard]
+        if self._has_manifest and self._has_manifest[shard]:
+            from atdata.manifest._format import OFFSET, SIZE
+            from atdata.manifest.loader import load_all
+
+            (manifest,) = load_all([url])
+            assert manifest is not None
+            table = manifest.read_table([OFFSET, SIZE])
+            pairs = np.stack(
+                [table.column(OFFSET).to_numpy(), table.column(SIZE).to_numpy()]
+            ).astype(np.int64)
+            order = np.argsort(pairs[0], kind="stable")
+            found = (pairs[0][order], pairs[1][order])
+        else:
+            scanned = [(raw.offset, raw.span) for raw in iter_raw(url)]
+            found = (
+                np.array([o for o, _ in scanned], np.int64),
+                np.array([s for _, s in scanned], np.int64),
+            )
+        with self._lock:
+            self._offsets[shard] = found
+        return found
+
+    def byte_range(self, shard: int, start: int, stop: int) -> tuple[int, int | None]:
+        """The bytes holding samples ``start`` to ``stop`` of a shard (``None``: to its end)."""
+        if start == 0 and self._counts is not None and stop >= self._counts[shard]:
+            return 0, None
+        offsets, spans = self.offsets(shard)
+        return int(offsets[start]), int(offsets[stop - 1] + spans[stop - 1])

@@ -1,0 +1,417 @@
+"""``DatasetView``: one way of iterating a dataset — order, epoch, batching, resume point.
+
+A view is what ``ds.ordered()`` and ``ds.shuffled()`` return. It is an
+iterable (iterate it as often as you like; each pass is one epoch), it pickles
+(DataLoader workers get a copy), and it is a ``torch.utils.data.IterableDataset``
+once torch is imported.
+
+How workers keep the order: the epoch's order on a rank (see ``_plan``) is a
+sequence of positions; with ``k`` DataLoader workers, worker ``w`` produces the
+items (samples, or batches of ``batch_size`` positions) whose number is ``w``
+modulo ``k``, and the DataLoader takes one item from each worker in turn — so
+the sequence that comes out is the same for any number of workers. Each worker
+decodes only its own samples.
+
+How resume works: ``state_dict()`` records the epoch and the position of the
+next item. The order is arithmetic on ``(seed, epoch, rank, window)``, so
+``load_state_dict`` regenerates the shuffle window that holds that position
+(rather than pickling a buffer) and reads only that window's samples, found
+through the manifests' byte offsets: the cost is one window, wherever the
+position is in the epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from atdata.errors import ShardCorruptError
+from atdata.loader._batch import SampleBatch
+from atdata.loader._fetch import Fetch, ShardCache, prefetched
+from atdata.loader._index import ShardIndex
+from atdata.loader._plan import Piece, RankPlan, plan_rank
+from atdata.shards import ShardSet
+from atdata.shards.reader import RawSample, decode_raw, decoder_for, handle_error
+
+__all__ = ["DatasetView", "rank_and_world", "register_with_torch", "worker_and_workers"]
+
+STATE_VERSION = 1
+_BIG_SAMPLE = 64 << 10
+"""Samples at least this big (on average in a shard) are fetched one by one when a
+worker needs only some of them; smaller ones are streamed with their neighbours."""
+
+
+class DatasetView:
+    """An iteration of a dataset: order, epoch, batching, and where to resume.
+
+    Made by :meth:`Dataset.ordered` and :meth:`Dataset.shuffled`; see those for
+    the arguments.
+
+    Example:
+        >>> view = ds.shuffled(seed=0, batch_size=64)
+        >>> loader = torch.utils.data.DataLoader(view, batch_size=None, num_workers=4)
+        >>> for epoch in range(3):
+        ...     view.set_epoch(epoch)
+        ...     for batch in loader:
+        ...         train_step(batch)
+    """
+
+    def __init__(
+        self,
+        source: ShardSet,
+        transform: Callable[[Any], Any] | None = None,
+        *,
+        shuffle: bool,
+        seed: int | None = None,
+        buffer_size: int = 10_000,
+        batch_size: int | None = None,
+        drop_last: bool = True,
+        rank: int | None = None,
+        world_size: int | None = None,
+        prefetch: int = 2,
+        cache_dir: str | None = None,
+        cache_limit: int | str | None = None,
+    ) -> None:
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if shuffle and buffer_size < 1:
+            raise ValueError(f"buffer_size must be at least 1, got {buffer_size}")
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be 0 or more, got {prefetch}")
+        self.source = source
+        self.transform = transform
+        self.shuffle = shuffle
+        self.rank, self.world_size = rank_and_world(rank, world_size)
+        if seed is None:
+            if shuffle and self.world_size > 1:
+                raise ValueError(
+                    "shuffled() across several ranks needs a seed every rank shares: "
+                    "pass seed=... (each epoch still gets its own order, see set_epoch)"
+                )
+            seed = random.SystemRandom().randrange(2**63) if shuffle else 0
+        self.seed = seed
+        self.buffer_size = buffer_size
+        self.batch_size = batch_size
+        self.drop_last = drop_last
+        self.prefetch = prefetch
+        self.cache_dir = cache_dir
+        self.cache_limit = cache_limit
+        self.epoch = 0
+        self._index = ShardIndex(source.shards)
+        self._resume_at = 0  # position the next iteration starts at
+        self._next = 0  # position after the last item this process yielded
+        self._active: Iterator[Any] | None = None  # the pass ``next(view)`` takes from
+        register_with_torch()
+
+    # -- epochs and lengths -------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s order (a new permutation per epoch) from its start.
+
+        Call it before each epoch, in the process that creates the DataLoader's
+        iterator (workers get the view when the iterator starts; with
+        ``persistent_workers=True`` they keep the epoch they started with).
+
+        Example:
+            >>> view.set_epoch(3)
+        """
+        self.epoch = int(epoch)
+        self._resume_at = self._next = 0
+
+    def _plan(self) -> RankPlan:
+        return plan_rank(
+            self._index.counts(),
+            seed=self.seed,
+            epoch=self.epoch,
+            rank=self.rank,
+            world_size=self.world_size,
+            shuffle=self.shuffle,
+            window=self.buffer_size,
+            drop_last=self.drop_last,
+        )
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank reads per epoch (the same on every rank).
+
+        Example:
+            >>> view.num_samples
+            50000
+        """
+        return self._plan().length
+
+    def __len__(self) -> int:
+        """Items per epoch on this rank: samples, or batches (the last may be short)."""
+        n = self.num_samples
+        return -(-n // self.batch_size) if self.batch_size else n
+
+    # -- resume ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this iteration is: enough to continue it exactly, in a new process.
+
+        Example:
+            >>> state = view.state_dict()     # save it with the model checkpoint
+        """
+        return {
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "position": self._next,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "world_size": self.world_size,
+            "buffer_size": self.buffer_size,
+            "batch_size": self.batch_size,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`: the next iteration yields exactly what
+        the interrupted one had left, in the same order.
+
+        Raises:
+            ValueError: the state comes from a view with another order (seed,
+                shuffle, world size, buffer or batch size).
+
+        Example:
+            >>> view.load_state_dict(checkpoint["data"])
+        """
+        mismatched = [
+            name
+            for name in ("seed", "shuffle", "world_size", "buffer_size", "batch_size")
+            if name in state and state[name] != getattr(self, name)
+        ]
+        if state.get("version") != STATE_VERSION or mismatched:
+            details = ", ".join(f"{n}: {state[n]!r} vs {getattr(self, n)!r}" for n in mismatched)
+            raise ValueError(
+                "this state_dict comes from a view with a different order "
+                f"({details or 'unknown version'}); create the view with the same "
+                "arguments to resume it"
+            )
+        self.epoch = int(state["epoch"])
+        self._resume_at = self._next = int(state["position"])
+
+    # -- iteration ------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Any]:
+        worker, workers = worker_and_workers()
+        plan = self._plan()
+        start, self._resume_at = self._resume_at, 0
+        self._next = start
+        unit = self.batch_size or 1
+        samples = self._samples(plan, start, worker, workers, unit)
+        if self.batch_size is None:
+            for position, sample in samples:
+                self._next = position + 1
+                yield sample
+            self._next = plan.length
+            return
+        batch: list[Any] = []
+        current = -1
+        for position, sample in samples:
+            number = position // unit
+            if number != current and batch:
+                self._next = (current + 1) * unit
+                yield SampleBatch(batch)
+                batch = []
+            current = number
+            batch.append(sample)
+        if batch:
+            self._next = min((current + 1) * unit, plan.length)
+            yield SampleBatch(batch)
+        self._next = plan.length
+
+    def __next__(self) -> Any:
+        """The next item of the view's current pass (started on first use), so
+        ``next(ds.shuffled(seed=0))`` works as it did when views were generators."""
+        if self._active is None:
+            self._active = iter(self)
+        return next(self._active)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_active": None}
+
+    def _samples(
+        self, plan: RankPlan, start: int, worker: int, workers: int, unit: int
+    ) -> Iterator[tuple[int, Any]]:
+        """``(position, sample)`` for this worker's positions from ``start`` on, decoded
+        and passed through the dataset's lenses and filters."""
+        decode = decoder_for(self.source.stored_type)
+        handler, transform = self.source.handler, self.transform
+        for position, url, raw in self._raw(plan, start, worker, workers, unit):
+            try:
+                sample = decode_raw(decode, raw, url)
+            except ShardCorruptError as exc:
+                handle_error(handler, exc)
+                continue
+            if transform is not None:
+                sample = transform(sample)
+                if sample is None:  # filtered out
+                    continue
+            yield position, sample
+
+    def _raw(
+        self, plan: RankPlan, start: int, worker: int, workers: int, unit: int
+    ) -> Iterator[tuple[int, str, RawSample]]:
+        """``(position, shard URL, raw sample)`` in this worker's order."""
+        first = start // plan.window if plan.window else 0
+        jobs = (
+            self._window_job(plan, w, start, worker, workers, unit)
+            for w in range(first, plan.window_count())
+        )
+
+        def items() -> Iterator[tuple[Fetch | None, tuple[_WindowJob, Piece | None]]]:
+            for job in jobs:
+                for fetch, piece in job.fetches:
+                    yield fetch, (job, piece)
+                yield None, (job, None)  # the window is complete
+
+        found: dict[int, tuple[str, RawSample]] = {}
+        stream = prefetched(items(), prefetch=self.prefetch, cache=self._cache())
+        for (job, piece), raws in stream:
+            if piece is not None and raws is not None:
+                self._collect(raws, piece, self._index.shards[piece.shard], job.needed, found)
+                continue
+            for position, storage in job.order:
+                hit = found.get(storage)
+                if hit is not None:
+                    yield position, hit[0], hit[1]
+            found = {}
+
+    def _collect(
+        self,
+        raws: Iterator[RawSample],
+        piece: Piece,
+        url: str,
+        needed: set[int],
+        found: dict[int, tuple[str, RawSample]],
+    ) -> None:
+        storage = piece.position
+        try:
+            for raw in raws:
+                if storage in needed:
+                    found[storage] = (url, raw)
+                storage += 1
+                if storage == piece.position + len(piece):
+                    break
+        except ShardCorruptError as exc:  # the rest of this piece is unreadable
+            handle_error(self.source.handler, exc)
+
+    def _window_job(
+        self, plan: RankPlan, w: int, start: int, worker: int, workers: int, unit: int
+    ) -> _WindowJob:
+        lo, hi = plan.window_bounds(w)
+        perm = plan.permutation(w)
+        positions = np.arange(lo, hi)
+        mine = ((positions // unit) % workers == worker) & (positions >= start)
+        order = [(int(p), lo + int(perm[p - lo])) for p in positions[mine]]
+        needed = {s for _, s in order}
+        fetches = []
+        for piece in plan.pieces_between(lo, hi):
+            for sub in self._split(piece, needed):
+                shard = sub.shard
+                first, stop = self._index.byte_range(shard, sub.start, sub.stop)
+                fetches.append(((self._index.shards[shard], first, stop), sub))
+        return _WindowJob(order, needed, fetches)
+
+    def _split(self, piece: Piece, needed: set[int]) -> list[Piece]:
+        """The part of the piece holding needed samples; for big samples of which only
+        some are needed (other workers take the rest), just the runs of needed ones."""
+        wanted = [p for p in range(piece.position, piece.position + len(piece)) if p in needed]
+        if not wanted:
+            return []
+        whole = _trim(piece, wanted[0], wanted[-1] + 1)
+        if len(wanted) == len(whole):
+            return [whole]
+        spans = self._index.offsets(piece.shard)[1][whole.start : whole.stop]
+        if spans.mean() < _BIG_SAMPLE:
+            return [whole]
+        runs: list[Piece] = []
+        run_start = prev = wanted[0]
+        for p in [*wanted[1:], -1]:
+            if p != prev + 1:
+                runs.append(_trim(piece, run_start, prev + 1))
+                run_start = p
+            prev = p
+        return runs
+
+    def _cache(self) -> ShardCache | None:
+        return ShardCache(self.cache_dir, self.cache_limit) if self.cache_dir else None
+
+    def __repr__(self) -> str:
+        kind = "shuffled" if self.shuffle else "ordered"
+        return (
+            f"DatasetView({kind}, shards={len(self.source.shards)}, epoch={self.epoch}, "
+            f"rank={self.rank}/{self.world_size}, batch_size={self.batch_size})"
+        )
+
+
+class _WindowJob:
+    """What one worker reads for one window, and in which order it yields it."""
+
+    __slots__ = ("fetches", "needed", "order")
+
+    def __init__(
+        self, order: list[tuple[int, int]], needed: set[int], fetches: list[tuple[Fetch, Piece]]
+    ) -> None:
+        self.order = order
+        self.needed = needed
+        self.fetches = fetches
+
+
+def _trim(piece: Piece, lo: int, hi: int) -> Piece:
+    """The part of ``piece`` between rank positions ``lo`` and ``hi``."""
+    shift = lo - piece.position
+    return Piece(piece.shard, piece.start + shift, piece.start + shift + hi - lo, lo)
+
+
+# -- where this process is -------------------------------------------------------------
+
+
+def rank_and_world(rank: int | None, world: int | None) -> tuple[int, int]:
+    """This process's rank and the number of ranks.
+
+    Explicit values win; then an initialised ``torch.distributed``; then the
+    ``RANK`` / ``WORLD_SIZE`` environment variables that ``torchrun`` sets.
+
+    Raises:
+        ValueError: the rank is outside ``0 .. world - 1``.
+    """
+    if rank is None and world is None:
+        dist = sys.modules.get("torch.distributed")
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            rank, world = dist.get_rank(), dist.get_world_size()
+        else:
+            rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    rank, world = rank or 0, world or 1
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is outside 0..{world - 1} (world_size={world})")
+    return rank, world
+
+
+def worker_and_workers() -> tuple[int, int]:
+    """This DataLoader worker's id and the number of workers (``(0, 1)`` outside one)."""
+    torch_data = sys.modules.get("torch.utils.data")
+    if torch_data is not None:
+        info = torch_data.get_worker_info()
+        if info is not None:
+            return info.id, info.num_workers
+    return 0, 1
+
+
+def register_with_torch(*classes: type) -> None:
+    """Make the dataset classes virtual ``IterableDataset`` s once torch has been imported.
+
+    Registering lazily keeps ``import atdata`` free of a torch import; a user
+    who builds a DataLoader has imported torch before creating the dataset.
+    """
+    torch_data = sys.modules.get("torch.utils.data")
+    if torch_data is None:
+        return
+    for cls in classes or (DatasetView,):
+        if not issubclass(cls, torch_data.IterableDataset):
+            torch_data.IterableDataset.register(cls)
