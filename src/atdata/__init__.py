@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "Catalog": "atdata.index",
     "Dataset": "atdata.dataset",
     "DatasetDict": "atdata.dataset",
+    "DatasetView": "atdata.loader",
     "DictSample": "atdata.sample",
     "Executor": "atdata.processing",
     "InlineExecutor": "atdata.processing",
@@ -63,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "log_event": "atdata.observability",
     "map_dataset": "atdata.processing",
     "metrics": "atdata.observability",
+    "mix": "atdata.loader",
     "metrics_text": "atdata.observability",
     "packable": "atdata.sample",
     "processor": "atdata.processing",
@@ -75,8 +77,8 @@ __all__ = sorted(_EXPORTS)
 
 # subpackages reachable as attributes without an explicit import (atdata.manifest.build)
 _SUBMODULES = frozenset(
-    {"atmosphere", "errors", "index", "lens", "manifest", "modal", "observability",
-     "pipeline", "processing", "sample", "shards", "storage", "testing"}
+    {"atmosphere", "errors", "index", "lens", "loader", "manifest", "modal", "observability",
+     "pipeline", "processing", "sample", "shards", "storage", "testing", "torch"}
 )
 
 
@@ -110,6 +112,7 @@ if TYPE_CHECKING:
     )
     from atdata.index import Catalog
     from atdata.lens import lens
+    from atdata.loader import DatasetView, mix
     from atdata.manifest import ManifestBuilder, QueryResult, SampleLocation
     from atdata.observability import (
         attach_trace_context,

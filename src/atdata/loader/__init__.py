@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from atdata.loader._batch import SampleBatch
 from atdata.loader._fetch import ShardCache
+from atdata.loader._mix import MixedView, mix
 from atdata.loader._view import DatasetView
 
-__all__ = ["DatasetView", "SampleBatch", "ShardCache"]
+__all__ = ["DatasetView", "MixedView", "SampleBatch", "ShardCache", "mix"]

@@ -123,6 +123,10 @@ class DatasetView:
         self.epoch = int(epoch)
         self._resume_at = self._next = 0
 
+    def plan(self) -> RankPlan:
+        """This rank's plan of the current epoch (the order, as arithmetic)."""
+        return self._plan()
+
     def _plan(self) -> RankPlan:
         return plan_rank(
             self._index.counts(),
@@ -203,7 +207,7 @@ class DatasetView:
         start, self._resume_at = self._resume_at, 0
         self._next = start
         unit = self.batch_size or 1
-        samples = self._samples(plan, start, worker, workers, unit)
+        samples = self.samples_at(plan, start, _worker_share(start, worker, workers, unit))
         if self.batch_size is None:
             for position, sample in samples:
                 self._next = position + 1
@@ -235,14 +239,21 @@ class DatasetView:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_active": None}
 
-    def _samples(
-        self, plan: RankPlan, start: int, worker: int, workers: int, unit: int
+    def samples_at(
+        self, plan: RankPlan, start: int, select: Selection
     ) -> Iterator[tuple[int, Any]]:
-        """``(position, sample)`` for this worker's positions from ``start`` on, decoded
-        and passed through the dataset's lenses and filters."""
+        """``(position, sample)`` for the positions ``select`` picks, from ``start`` on,
+        decoded and passed through the dataset's lenses and filters (a sample they
+        drop, or a corrupt one skipped by the error policy, is missing from the output).
+
+        Args:
+            plan: the epoch's plan on this rank (:meth:`plan`).
+            start: no position before this one is wanted.
+            select: ``(lo, hi) -> sorted positions wanted in [lo, hi)``.
+        """
         decode = decoder_for(self.source.stored_type)
         handler, transform = self.source.handler, self.transform
-        for position, url, raw in self._raw(plan, start, worker, workers, unit):
+        for position, url, raw in self._raw(plan, start, select):
             try:
                 sample = decode_raw(decode, raw, url)
             except ShardCorruptError as exc:
@@ -255,14 +266,11 @@ class DatasetView:
             yield position, sample
 
     def _raw(
-        self, plan: RankPlan, start: int, worker: int, workers: int, unit: int
+        self, plan: RankPlan, start: int, select: Selection
     ) -> Iterator[tuple[int, str, RawSample]]:
-        """``(position, shard URL, raw sample)`` in this worker's order."""
+        """``(position, shard URL, raw sample)`` of the selected positions, in order."""
         first = start // plan.window if plan.window else 0
-        jobs = (
-            self._window_job(plan, w, start, worker, workers, unit)
-            for w in range(first, plan.window_count())
-        )
+        jobs = (self._window_job(plan, w, select) for w in range(first, plan.window_count()))
 
         def items() -> Iterator[tuple[Fetch | None, tuple[_WindowJob, Piece | None]]]:
             for job in jobs:
@@ -301,14 +309,13 @@ class DatasetView:
         except ShardCorruptError as exc:  # the rest of this piece is unreadable
             handle_error(self.source.handler, exc)
 
-    def _window_job(
-        self, plan: RankPlan, w: int, start: int, worker: int, workers: int, unit: int
-    ) -> _WindowJob:
+    def _window_job(self, plan: RankPlan, w: int, select: Selection) -> _WindowJob:
         lo, hi = plan.window_bounds(w)
+        wanted = select(lo, hi)
+        if not len(wanted):
+            return _WindowJob([], set(), [])
         perm = plan.permutation(w)
-        positions = np.arange(lo, hi)
-        mine = ((positions // unit) % workers == worker) & (positions >= start)
-        order = [(int(p), lo + int(perm[p - lo])) for p in positions[mine]]
+        order = list(zip(wanted.tolist(), (lo + perm[wanted - lo]).tolist(), strict=True))
         needed = {s for _, s in order}
         fetches = []
         for piece in plan.pieces_between(lo, hi):
@@ -348,6 +355,22 @@ class DatasetView:
             f"DatasetView({kind}, shards={len(self.source.shards)}, epoch={self.epoch}, "
             f"rank={self.rank}/{self.world_size}, batch_size={self.batch_size})"
         )
+
+
+Selection = Callable[[int, int], np.ndarray]
+"""``(lo, hi) -> the sorted positions in [lo, hi) a reader wants``."""
+
+
+def _worker_share(start: int, worker: int, workers: int, unit: int) -> Selection:
+    """A DataLoader worker's positions: items (of ``unit`` positions) ``worker`` mod ``workers``."""
+
+    def select(lo: int, hi: int) -> np.ndarray:
+        positions = np.arange(max(lo, start), hi)
+        if workers == 1:
+            return positions
+        return positions[(positions // unit) % workers == worker]
+
+    return select
 
 
 class _WindowJob:

@@ -129,7 +129,7 @@ class ShardSet:
 @dataclasses.dataclass
 class _Entry:
     target: str | Resolver  # "module:function", imported on first use
-    install_hint: str | None = None
+    extra: str | None = None  # the atdata extra that installs what it imports
 
 
 def _resolve_urls(ref: str | Sequence[str], handler: ErrorHandler) -> ShardSet:
@@ -141,13 +141,13 @@ _RESOLVERS: dict[str, _Entry] = {
     "local": _Entry("atdata.index:resolve_shard_set"),
     "atmosphere": _Entry(
         "atdata.atmosphere:resolve_shard_set",
-        install_hint="pip install 'atdata[atmosphere]'",
+        extra="atmosphere",
     ),
 }
 
 
 def register_resolver(
-    kind: str, target: str | Resolver, *, install_hint: str | None = None, overwrite: bool = False
+    kind: str, target: str | Resolver, *, extra: str | None = None, overwrite: bool = False
 ) -> None:
     """Make ``ShardSet.resolve`` read references of ``kind`` with ``target``.
 
@@ -155,7 +155,7 @@ def register_resolver(
         kind: the resolver's name (``"local"``, ``"atmosphere"``, ``"urls"``).
         target: a ``(ref, handler) -> ShardSet`` callable, or ``"module:function"``
             imported on first use.
-        install_hint: shown when importing ``target`` fails.
+        extra: the ``atdata[extra]`` to suggest when importing ``target`` fails.
         overwrite: replace an existing resolver of that name.
 
     Raises:
@@ -166,7 +166,7 @@ def register_resolver(
     """
     if kind in _RESOLVERS and not overwrite:
         raise ValueError(f"a resolver named {kind!r} exists; pass overwrite=True to replace it")
-    _RESOLVERS[kind] = _Entry(target, install_hint)
+    _RESOLVERS[kind] = _Entry(target, extra)
 
 
 def _resolver(kind: str) -> Resolver:
@@ -177,10 +177,10 @@ def _resolver(kind: str) -> Resolver:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        if entry.install_hint is None:
+        if entry.extra is None:
             raise
         raise MissingDependencyError(
-            f"Reading {kind} datasets needs {exc.name or module_name}: {entry.install_hint}"
+            exc.name or module_name, entry.extra, f"Reading {kind} datasets"
         ) from exc
     resolver: Resolver = getattr(module, attr)
     entry.target = resolver
