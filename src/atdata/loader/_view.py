@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from atdata import observability as obs
 from atdata.errors import ShardCorruptError
 from atdata.loader._batch import SampleBatch
 from atdata.loader._fetch import Fetch, ShardCache, prefetched
@@ -41,6 +42,7 @@ from atdata.shards.reader import RawSample, decode_raw, decoder_for, handle_erro
 __all__ = ["DatasetView", "rank_and_world", "register_with_torch", "worker_and_workers"]
 
 STATE_VERSION = 1
+_COUNT_EVERY = 4096
 _BIG_SAMPLE = 64 << 10
 """Samples at least this big (on average in a shard) are fetched one by one when a
 worker needs only some of them; smaller ones are streamed with their neighbours."""
@@ -253,17 +255,25 @@ class DatasetView:
         """
         decode = decoder_for(self.source.stored_type)
         handler, transform = self.source.handler, self.transform
-        for position, url, raw in self._raw(plan, start, select):
-            try:
-                sample = decode_raw(decode, raw, url)
-            except ShardCorruptError as exc:
-                handle_error(handler, exc)
-                continue
-            if transform is not None:
-                sample = transform(sample)
-                if sample is None:  # filtered out
+        read = 0
+        try:
+            for position, url, raw in self._raw(plan, start, select):
+                try:
+                    sample = decode_raw(decode, raw, url)
+                except ShardCorruptError as exc:
+                    handle_error(handler, exc)
                     continue
-            yield position, sample
+                read += 1
+                if read == _COUNT_EVERY:  # the metric is updated in bulk, not per sample
+                    obs.metrics.samples_read.inc(read)
+                    read = 0
+                if transform is not None:
+                    sample = transform(sample)
+                    if sample is None:  # filtered out
+                        continue
+                yield position, sample
+        finally:
+            obs.metrics.samples_read.inc(read)
 
     def _raw(
         self, plan: RankPlan, start: int, select: Selection
