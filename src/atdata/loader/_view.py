@@ -259,10 +259,13 @@ class DatasetView:
         try:
             for position, url, raw in self._raw(plan, start, select):
                 try:
-                    sample = decode_raw(decode, raw, url)
-                except ShardCorruptError as exc:
-                    handle_error(handler, exc)
-                    continue
+                    sample = decode(raw.data, raw.key)
+                except Exception:  # noqa: BLE001 - decode_raw names the error, or re-raises
+                    try:
+                        sample = decode_raw(decode, raw, url)
+                    except ShardCorruptError as exc:
+                        handle_error(handler, exc)
+                        continue
                 read += 1
                 if read == _COUNT_EVERY:  # the metric is updated in bulk, not per sample
                     obs.metrics.samples_read.inc(read)
@@ -278,7 +281,12 @@ class DatasetView:
     def _raw(
         self, plan: RankPlan, start: int, select: Selection
     ) -> Iterator[tuple[int, str, RawSample]]:
-        """``(position, shard URL, raw sample)`` of the selected positions, in order."""
+        """``(position, shard URL, raw sample)`` of the selected positions, in order.
+
+        Without a permutation the samples stream through as their pieces are
+        read; with one, a window's needed samples are gathered, then yielded
+        in the window's order.
+        """
         first = start // plan.window if plan.window else 0
         jobs = (self._window_job(plan, w, select) for w in range(first, plan.window_count()))
 
@@ -288,73 +296,76 @@ class DatasetView:
                     yield fetch, (job, piece)
                 yield None, (job, None)  # the window is complete
 
-        found: dict[int, tuple[str, RawSample]] = {}
-        stream = prefetched(items(), prefetch=self.prefetch, cache=self._cache())
-        for (job, piece), raws in stream:
-            if piece is not None and raws is not None:
-                self._collect(raws, piece, self._index.shards[piece.shard], job.needed, found)
+        shards = self._index.shards
+        slots: list[tuple[str, RawSample] | None] = []
+        for (job, piece), raws in prefetched(items(), prefetch=self.prefetch, cache=self._cache()):
+            if piece is None or raws is None:  # the window is complete
+                if job.storage is not None and slots:
+                    for position, k in zip(job.wanted, job.storage, strict=True):
+                        hit = slots[k]
+                        if hit is not None:
+                            yield position, hit[0], hit[1]
+                slots = []
                 continue
-            for position, storage in job.order:
-                hit = found.get(storage)
-                if hit is not None:
-                    yield position, hit[0], hit[1]
-            found = {}
-
-    def _collect(
-        self,
-        raws: Iterator[RawSample],
-        piece: Piece,
-        url: str,
-        needed: set[int],
-        found: dict[int, tuple[str, RawSample]],
-    ) -> None:
-        storage = piece.position
-        try:
-            for raw in raws:
-                if storage in needed:
-                    found[storage] = (url, raw)
-                storage += 1
-                if storage == piece.position + len(piece):
-                    break
-        except ShardCorruptError as exc:  # the rest of this piece is unreadable
-            handle_error(self.source.handler, exc)
+            url, need = shards[piece.shard], job.need
+            k = piece.position - job.lo
+            end = k + len(piece)
+            if job.storage is not None and not slots:  # the window's first piece
+                slots = [None] * len(need)
+            try:
+                for raw in raws:
+                    if need[k]:
+                        if job.storage is None:
+                            yield job.lo + k, url, raw
+                        else:
+                            slots[k] = (url, raw)
+                    k += 1
+                    if k == end:
+                        break
+            except ShardCorruptError as exc:  # the rest of this piece is unreadable
+                handle_error(self.source.handler, exc)
 
     def _window_job(self, plan: RankPlan, w: int, select: Selection) -> _WindowJob:
         lo, hi = plan.window_bounds(w)
         wanted = select(lo, hi)
+        job = _WindowJob(lo, wanted.tolist())
         if not len(wanted):
-            return _WindowJob([], set(), [])
-        perm = plan.permutation(w)
-        order = list(zip(wanted.tolist(), (lo + perm[wanted - lo]).tolist(), strict=True))
-        needed = {s for _, s in order}
-        fetches = []
+            return job
+        if plan.window:  # a permuted window: gather it, then yield it in order
+            storage = plan.permutation(w)[wanted - lo]
+            job.storage = storage.tolist()
+        else:
+            storage = wanted - lo
+        need = np.zeros(hi - lo, bool)
+        need[storage] = True
+        job.need = need.tolist()
         for piece in plan.pieces_between(lo, hi):
-            for sub in self._split(piece, needed):
-                shard = sub.shard
-                first, stop = self._index.byte_range(shard, sub.start, sub.stop)
-                fetches.append(((self._index.shards[shard], first, stop), sub))
-        return _WindowJob(order, needed, fetches)
+            rel = piece.position - lo
+            for sub in self._split(piece, need[rel : rel + len(piece)]):
+                first, stop = self._index.byte_range(sub.shard, sub.start, sub.stop)
+                job.fetches.append(((self._index.shards[sub.shard], first, stop), sub))
+        return job
 
-    def _split(self, piece: Piece, needed: set[int]) -> list[Piece]:
+    def _split(self, piece: Piece, need: np.ndarray) -> list[Piece]:
         """The part of the piece holding needed samples; for big samples of which only
         some are needed (other workers take the rest), just the runs of needed ones."""
-        wanted = [p for p in range(piece.position, piece.position + len(piece)) if p in needed]
-        if not wanted:
+        wanted = np.flatnonzero(need)
+        if not len(wanted):
             return []
-        whole = _trim(piece, wanted[0], wanted[-1] + 1)
-        if len(wanted) == len(whole):
+        first, last = int(wanted[0]), int(wanted[-1]) + 1
+        whole = _trim(piece, piece.position + first, piece.position + last)
+        if len(wanted) == last - first:
             return [whole]
         spans = self._index.offsets(piece.shard)[1][whole.start : whole.stop]
         if spans.mean() < _BIG_SAMPLE:
             return [whole]
-        runs: list[Piece] = []
-        run_start = prev = wanted[0]
-        for p in [*wanted[1:], -1]:
-            if p != prev + 1:
-                runs.append(_trim(piece, run_start, prev + 1))
-                run_start = p
-            prev = p
-        return runs
+        breaks = np.flatnonzero(np.diff(wanted) > 1)
+        starts = np.concatenate([[wanted[0]], wanted[breaks + 1]])
+        stops = np.concatenate([wanted[breaks], [wanted[-1]]]) + 1
+        return [
+            _trim(piece, piece.position + int(a), piece.position + int(b))
+            for a, b in zip(starts, stops, strict=True)
+        ]
 
     def _cache(self) -> ShardCache | None:
         return ShardCache(self.cache_dir, self.cache_limit) if self.cache_dir else None
@@ -384,16 +395,16 @@ def _worker_share(start: int, worker: int, workers: int, unit: int) -> Selection
 
 
 class _WindowJob:
-    """What one worker reads for one window, and in which order it yields it."""
+    """What one reader fetches for one window, and in which order it yields it."""
 
-    __slots__ = ("fetches", "needed", "order")
+    __slots__ = ("fetches", "lo", "need", "storage", "wanted")
 
-    def __init__(
-        self, order: list[tuple[int, int]], needed: set[int], fetches: list[tuple[Fetch, Piece]]
-    ) -> None:
-        self.order = order
-        self.needed = needed
-        self.fetches = fetches
+    def __init__(self, lo: int, wanted: list[int]) -> None:
+        self.lo = lo
+        self.wanted = wanted  # the positions to yield, in order
+        self.storage: list[int] | None = None  # their storage indices, if permuted
+        self.need: list[bool] = []  # by storage index within the window
+        self.fetches: list[tuple[Fetch, Piece]] = []
 
 
 def _trim(piece: Piece, lo: int, hi: int) -> Piece:
