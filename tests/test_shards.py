@@ -136,7 +136,12 @@ def test_keys_are_deterministic(tmp_path: Path) -> None:
         ("", "non-empty string"),
         (5, "non-empty string"),
         ("x" * 93, "longer than 92 bytes"),
-        ("nul\x00", "contains a dot"),
+        ("nul\x00", "control characters"),
+        ("../../etc/x", "not a relative name"),
+        ("/abs/y", "not a relative name"),
+        ("a//b", "not a relative name"),
+        ("a/./b", "not a relative name"),
+        ("a\\b", "not a relative name"),
     ],
 )
 def test_bad_keys(tmp_path: Path, key: object, message: str) -> None:
@@ -549,3 +554,17 @@ def test_commit_errors_surface(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(StorageError, match="cannot put"):
         sink.close()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_rerun_removes_what_killed_writers_left(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftover = tmp_path / f".s-000000.tar.tmp-{dead.pid}-123"
+    leftover.write_bytes(b"half a shard")
+    alive = tmp_path / f".s-000000.tar.tmp-{os.getpid()}-456"  # ours: in use
+    alive.write_bytes(b"in use")
+    other = tmp_path / ".unrelated.tmp-1-1"
+    other.write_bytes(b"not ours")
+    with ShardWriter(str(tmp_path / "s-%06d.tar")) as sink:
+        sink.write({"__key__": "k", "msgpack": b"\x80"})
+    assert not leftover.exists() and alive.exists() and other.exists()

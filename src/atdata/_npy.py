@@ -80,6 +80,11 @@ def encode_ndarray(array: Any) -> bytes:
         return header + data
 
 
+MAX_DIMS = 32
+"""numpy's own limit on dimensions is 64; no sample field needs more than this."""
+MAX_ELEMENTS = 1 << 36
+"""The most elements one array may declare (a header is checked before any array exists)."""
+
 _PARSED: dict[bytes, tuple[np.dtype[Any], tuple[int, ...], bool, int, int]] = {}
 
 
@@ -102,9 +107,17 @@ def _parse_header(
         )
     if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise NpyFormatError(f"bad shape {shape!r} in .npy header")
+    if len(shape) > MAX_DIMS:
+        raise NpyFormatError(f"shape {shape!r} has more than {MAX_DIMS} dimensions")
+    if dtype.itemsize == 0:
+        raise NpyFormatError(f"refusing a zero-size dtype ({dtype.str}): it holds no data")
     count = 1
     for n in shape:
         count *= n
+    if count > MAX_ELEMENTS:
+        raise NpyFormatError(
+            f"shape {shape!r} declares {count} elements, over the limit of {MAX_ELEMENTS}"
+        )
     return dtype, shape, bool(fortran), count, count * dtype.itemsize
 
 

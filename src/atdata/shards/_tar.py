@@ -112,6 +112,8 @@ def _pax_path(data: bytes) -> str | None:
     while pos < len(data):
         space = data.index(b" ", pos)
         length = int(data[pos:space])
+        if length <= space - pos:  # would not move on: a hostile record, not a pax header
+            raise ValueError(f"bad pax record length {length}")
         key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
         if key == b"path":
             return value.decode("utf-8")
@@ -129,6 +131,34 @@ def _alloc(size: int) -> memoryview:
     # numpy's empty() skips the zero-fill bytearray(n) would do; the bytes are
     # overwritten by the read anyway.
     return memoryview(np.empty(size, np.uint8))  # type: ignore[arg-type]
+
+
+TRUSTED_ALLOC = 256 << 20
+"""Members up to this size get their buffer before their bytes arrive; bigger ones
+grow with what the stream delivers, so a header that lies about its size cannot
+make the reader allocate memory the stream does not hold."""
+
+
+def _read_member(stream: IO[bytes], have: memoryview, size: int) -> memoryview | None:
+    """A fresh buffer of ``size`` bytes: ``have``, then the rest from ``stream``.
+
+    None when the stream ends first.
+    """
+    if size <= TRUSTED_ALLOC:
+        own = _alloc(size)
+        own[: len(have)] = have
+        got = len(have) + _read_into(stream, own[len(have) :])
+        return own if got == size else None
+    parts = [np.frombuffer(bytes(have), np.uint8)]
+    got = len(have)
+    while got < size:
+        part = _alloc(min(TRUSTED_ALLOC, size - got))
+        n = _read_into(stream, part)
+        if n < len(part):
+            return None
+        parts.append(np.asarray(part))
+        got += n
+    return memoryview(np.concatenate(parts))  # type: ignore[arg-type]
 
 
 def _read_into(stream: IO[bytes], target: memoryview) -> int:
@@ -212,11 +242,9 @@ def iter_members(stream: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[Membe
             pos += padded
             read_ahead = chunk_size
         elif padded >= DIRECT_READ:
-            own = _alloc(padded)
             have = min(end - pos, padded)
-            own[:have] = view[pos : pos + have]
-            got = have + _read_into(stream, own[have:])
-            if got < padded:
+            own = _read_member(stream, view[pos : pos + have], padded)
+            if own is None:
                 raise TarFormatError(
                     offset, f"stream ends inside a member that needs {BLOCK + padded} bytes"
                 )

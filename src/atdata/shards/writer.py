@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import queue
@@ -25,11 +26,29 @@ _MAX_KEY_BYTES = 100 - len(".msgpack")
 def check_key(key: Any) -> str:
     """Validate a sample key by WebDataset's rules; return it.
 
+    Keys are relative names: folders are allowed (``train/sample_0001``), but
+    not an absolute path, ``..`` or ``.`` parts, empty parts or control characters,
+    which a tar extractor would turn into files outside its folder.
+
     Raises:
-        ShardError: for an empty key, a dot in it, or one too long for a tar name.
+        ShardError: for an empty key, a dot in it, a key that is not a relative
+            name, or one too long for a tar name.
+
+    Example:
+        >>> check_key("train/sample_0001")
+        'train/sample_0001'
     """
     if not isinstance(key, str) or not key:
         raise ShardError(f"sample key must be a non-empty string, got {key!r}")
+    parts = key.split("/")
+    if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts) or any(
+        ord(c) < 32 for c in key
+    ):
+        raise ShardError(
+            f"sample key {key!r} is not a relative name: keys may hold folders "
+            "('train/sample_0001') but no leading '/', '..' or '.' parts, empty parts, "
+            "backslashes or control characters"
+        )
     if "." in key.rpartition("/")[2] or "\x00" in key:
         raise ShardError(
             f"sample key {key!r} contains a dot; WebDataset keys end at the first dot, "
@@ -38,6 +57,38 @@ def check_key(key: Any) -> str:
     if len(key.encode("utf-8")) > _MAX_KEY_BYTES:
         raise ShardError(f"sample key {key!r} is longer than {_MAX_KEY_BYTES} bytes; shorten it")
     return key
+
+
+def remove_leftovers(path: str) -> list[str]:
+    """Delete the temporary files that killed writers of ``path`` left beside it.
+
+    Only this writer's own pattern (``.<name>.tmp-<pid>-<ns>``) is touched, and
+    only files whose writing process no longer runs on this machine.
+
+    Example:
+        >>> remove_leftovers("data/shard-000000.tar")   # doctest: +SKIP
+        ['data/.shard-000000.tar.tmp-4242-1733170000000000000']
+    """
+    parent, name = os.path.split(path)
+    removed = []
+    pattern = os.path.join(glob.escape(parent or "."), f".{glob.escape(name)}.tmp-*")
+    for leftover in glob.glob(pattern):
+        pid = leftover.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _running(int(pid)):
+            continue
+        _remove_quietly(leftover)
+        removed.append(leftover)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 _FLUSH_BYTES = 1 << 20  # hand the background thread blocks of about this size
@@ -61,6 +112,7 @@ class _OpenShard:
         if is_local(url):
             parent = os.path.dirname(self.path) or "."
             os.makedirs(parent, exist_ok=True)
+            remove_leftovers(self.path)
             self.tmp = os.path.join(
                 parent, f".{os.path.basename(self.path)}.tmp-{os.getpid()}-{time.monotonic_ns()}"
             )
