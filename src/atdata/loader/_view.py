@@ -31,13 +31,19 @@ from typing import Any
 import numpy as np
 
 from atdata import observability as obs
-from atdata.errors import ShardCorruptError
+from atdata.errors import SchemaMismatchError, ShardCorruptError
 from atdata.loader._batch import SampleBatch
 from atdata.loader._fetch import Fetch, ShardCache, prefetched
 from atdata.loader._index import ShardIndex
 from atdata.loader._plan import Piece, RankPlan, plan_rank
 from atdata.shards import ShardSet
-from atdata.shards.reader import RawSample, decode_raw, decoder_for, handle_error
+from atdata.shards.reader import (
+    RawSample,
+    decode_raw,
+    decoder_for,
+    handle_error,
+    handle_mismatch,
+)
 
 __all__ = ["DatasetView", "rank_and_world", "register_with_torch", "worker_and_workers"]
 
@@ -256,6 +262,7 @@ class DatasetView:
         decode = decoder_for(self.source.stored_type)
         handler, transform = self.source.handler, self.transform
         read = 0
+        mismatch: SchemaMismatchError | None = None
         try:
             for position, url, raw in self._raw(plan, start, select):
                 try:
@@ -265,6 +272,10 @@ class DatasetView:
                         sample = decode_raw(decode, raw, url)
                     except ShardCorruptError as exc:
                         handle_error(handler, exc)
+                        continue
+                    except SchemaMismatchError as exc:
+                        mismatch = mismatch or exc
+                        handle_mismatch(handler, exc, raw, url)
                         continue
                 read += 1
                 if read == _COUNT_EVERY:  # the metric is updated in bulk, not per sample
@@ -277,6 +288,8 @@ class DatasetView:
                 yield position, sample
         finally:
             obs.metrics.samples_read.inc(read)
+        if mismatch is not None and not read:
+            raise mismatch  # not one sample fits: the type is wrong, not the data
 
     def _raw(
         self, plan: RankPlan, start: int, select: Selection

@@ -17,7 +17,7 @@ from typing import IO, Any, Literal, NamedTuple, TypeVar
 import msgspec
 
 from atdata import observability as obs
-from atdata.errors import SchemaMismatchError, ShardCorruptError, ShardError
+from atdata.errors import SchemaError, SchemaMismatchError, ShardCorruptError, ShardError
 from atdata.shards._tar import BLOCK, TarFormatError, iter_members
 from atdata.storage import store_for
 
@@ -36,10 +36,40 @@ __all__ = [
 
 T = TypeVar("T")
 Decoder = Callable[[memoryview, str], T]
-ErrorHandler = Literal["raise", "skip", "warn"] | Callable[[ShardCorruptError], None]
-"""What to do with a corrupt sample: ``"raise"`` (default), ``"skip"`` it and
-count it (``atdata.observability.metrics.samples_skipped``), ``"warn"`` (skip with
-a warning), or a callable that receives the error and may re-raise it."""
+ErrorT = TypeVar("ErrorT", bound=Exception)
+ErrorPolicy = Literal["raise", "skip", "warn"] | Callable[[ErrorT], None]
+"""What to do with a bad sample: the one error policy of reading (``handler=``,
+as :data:`ErrorHandler`) and of ``Dataset.map`` (``on_error=``, as
+:data:`atdata.processing.OnError`).
+
+- ``"raise"`` (the default): reading raises the :class:`~atdata.errors.ShardCorruptError`;
+  a map task fails its shard with a :class:`~atdata.errors.ProcessingError`
+  naming the sample.
+- ``"skip"``: drop the sample and count it
+  (``atdata.observability.metrics.samples_skipped``); a map job also records
+  the keys in its ledger (``atdata.job_status(prefix).shards[i].skipped_keys``).
+- ``"warn"``: as ``"skip"``, and warn: when reading, for each bad sample; in a
+  map, once per job, in the calling process.
+- a callable: called with the error, for each bad sample. If it raises, that is
+  ``"raise"`` with its exception (a map task wraps it in the ``ProcessingError``);
+  if it returns, as ``"skip"``. A map calls it in the worker, on a copy that
+  travels by value (cloudpickle) like the map function, even with
+  ``executor="inline"``: what it changes stays in the copy, so log or write out.
+
+The error (``ErrorT``) is a :class:`~atdata.errors.ShardCorruptError` when
+reading; in a map, whatever the sample raised: the function's own exception,
+a ``ShardCorruptError`` for corrupt input, a ``ProcessingError`` or
+:class:`~atdata.errors.SchemaError` for an output its type refuses. A bad tar
+header cannot be skipped past: the rest of the shard (or of the map task's
+range) is one bad sample. A :class:`~atdata.errors.SchemaMismatchError` is
+never a bad sample (every sample would fail alike): it always raises.
+
+Example:
+    >>> ds = atdata.Dataset[ImageSample](url, handler="skip")            # doctest: +SKIP
+    >>> out = ds.map(embed, output_prefix=prefix, on_error=log_and_skip)  # doctest: +SKIP
+"""
+ErrorHandler = ErrorPolicy[ShardCorruptError]
+"""The reading error policy (``handler=``): :data:`ErrorPolicy` for corrupt samples."""
 
 COALESCE_GAP = 1 << 20
 """Samples this close together in a shard are fetched with one range request."""
@@ -184,11 +214,17 @@ def decode_raw(decode: Decoder[T], raw: RawSample, url: str) -> T:
         return decode(raw.data, raw.key)
     except (msgspec.DecodeError, ValueError) as exc:
         raise ShardCorruptError(url, raw.offset, f"bad sample: {exc}", raw.key) from None
+    except RecursionError:
+        raise ShardCorruptError(
+            url, raw.offset, "bad sample: values nested too deeply to decode", raw.key
+        ) from None
     except SchemaMismatchError as exc:
         raise SchemaMismatchError(
             exc.type_name, missing=exc.missing, unexpected=exc.unexpected,
             retyped=exc.retyped, url=url, key=raw.key,
         ) from None
+    except SchemaError as exc:  # not a sample at all (e.g. not a msgpack map)
+        raise ShardCorruptError(url, raw.offset, f"bad sample: {exc}", raw.key) from None
 
 
 def iter_shard(
@@ -217,6 +253,7 @@ def iter_shard(
         ...     print(sample.__key__, offset)
     """
     count = 0
+    mismatch: SchemaMismatchError | None = None
     try:
         for raw in iter_raw(url, byte_range=byte_range):
             try:
@@ -224,25 +261,42 @@ def iter_shard(
             except ShardCorruptError as exc:
                 handle_error(handler, exc)
                 continue
+            except SchemaMismatchError as exc:
+                mismatch = mismatch or exc
+                handle_mismatch(handler, exc, raw, url)
+                continue
             count += 1
             yield sample, raw.offset, raw.span
     except ShardCorruptError as exc:  # the tar itself: the rest of the shard is lost
         handle_error(handler, exc)
     finally:
         obs.metrics.samples_read.inc(count)  # once per shard: nothing per sample
+    if mismatch is not None and not count:
+        raise mismatch  # not one sample fits: the type is wrong, not the data
+
+
+def handle_mismatch(
+    handler: ErrorHandler, error: SchemaMismatchError, raw: RawSample, url: str
+) -> None:
+    """A sample that does not fit the type: raise it under ``"raise"``; otherwise skip
+    it as a corrupt sample (the caller raises ``error`` if no sample of the read fits)."""
+    if handler == "raise":
+        raise error
+    handle_error(handler, ShardCorruptError(url, raw.offset, f"does not fit: {error}", raw.key))
 
 
 def handle_error(handler: ErrorHandler, error: ShardCorruptError) -> None:
-    """Apply a reading error policy to one corrupt sample (or the rest of a shard)."""
+    """Apply a reading error policy (:data:`ErrorPolicy`) to one corrupt sample
+    (or the rest of a shard): raise, or count it as skipped."""
     if handler == "raise":
         raise error
+    if callable(handler):
+        handler(error)  # raising: the sample is not skipped, reading stops
     obs.metrics.samples_skipped.inc()
     obs.log_event("corrupt data skipped", level="warning", shard=error.url,
                   key=error.key, offset=error.offset, error=error.reason)
     if handler == "warn":
         warnings.warn(str(error), RuntimeWarning, stacklevel=4)
-    elif callable(handler):
-        handler(error)
 
 
 # -- range reads -----------------------------------------------------------------------
