@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from atdata._refs import group_by_split, select_split
 from atdata.errors import UnreadableURLError
 from atdata.loader import DatasetView, SampleBatch
+from atdata.loader._index import ShardIndex
 from atdata.loader._view import register_with_torch
 from atdata.sample import DictSample, Schema, is_packable
 from atdata.shards import ShardSet
@@ -260,6 +261,11 @@ class Dataset(Generic[T]):
                              batch_size=batch_size, drop_last=drop_last)
 
     def _view_of(self, **order: Any) -> DatasetView:
+        # one index per dataset: its views (and their copies in DataLoader
+        # workers) read the manifests' counts once, not once per view
+        index = self.__dict__.get("_index")
+        if index is None or index.shards is not self._source.shards:
+            index = self.__dict__["_index"] = ShardIndex(self._source.shards)
         return DatasetView(
             self._source,
             self.transform_one if self._stages else None,
@@ -268,6 +274,7 @@ class Dataset(Generic[T]):
             prefetch=self.prefetch,
             cache_dir=self.cache_dir,
             cache_limit=self.cache_limit,
+            index=index,
             **order,
         )
 

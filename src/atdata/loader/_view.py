@@ -84,6 +84,7 @@ class DatasetView:
         prefetch: int = 2,
         cache_dir: str | None = None,
         cache_limit: int | str | None = None,
+        index: ShardIndex | None = None,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -110,7 +111,7 @@ class DatasetView:
         self.cache_dir = cache_dir
         self.cache_limit = cache_limit
         self.epoch = 0
-        self._index = ShardIndex(source.shards)
+        self._index = index if index is not None else ShardIndex(source.shards)
         self._resume_at = 0  # position the next iteration starts at
         self._next = 0  # position after the last item this process yielded
         self._active: Iterator[Any] | None = None  # the pass ``next(view)`` takes from
