@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 import atdata
@@ -141,6 +143,7 @@ def test_token_comes_from_the_environment(
         (b"", 400, "empty request body"),
         (b"{not json", 400, "malformed JSON"),
         (b"\xff\xfe", 400, "malformed JSON"),
+        (b"[" * 3000 + b"]" * 3000, 400, "nested too deeply"),
         (b"[1, 2]", 422, "expected a JSON object"),
         (json.dumps({"bucket": "bkt", "action": "PutObject"}).encode(), 422, "'object'"),
         (
@@ -162,6 +165,33 @@ def test_malformed_ingest_bodies(
     error = answer.json()["error"]
     assert reason in error and "\n" not in error
     assert calls.urls == [] and _ledger_records(client) == []
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                  max_size=4),
+    max_leaves=20,
+)
+EVENTISH = st.fixed_dictionaries(
+    {"bucket": st.sampled_from(["bkt", ""]), "action": st.sampled_from(["PutObject", "x"])},
+    optional={"object": st.dictionaries(st.sampled_from(["key", "eTag", "size"]), JSON),
+              "eventTime": JSON, "copySource": JSON},
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(st.binary(max_size=200), JSON.map(json.dumps).map(str.encode),
+                      EVENTISH.map(json.dumps).map(str.encode)),
+       route=st.sampled_from(["/ingest", "/jobs"]))
+def test_fuzzed_bodies_get_a_4xx_or_are_accepted_never_a_500(
+    client: TestClient, body: bytes, route: str
+) -> None:
+    answer = client.post(route, content=body, headers={**AUTH, "Content-Type": "application/json"})
+    assert answer.status_code < 500, answer.text
+    if answer.status_code >= 400:
+        assert set(answer.json()) == {"error"}
 
 
 def test_oversized_bodies_are_refused(registry: PipelineRegistry, calls: Calls) -> None:

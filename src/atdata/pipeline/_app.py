@@ -173,6 +173,8 @@ def create_app(
             return json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _RejectError(400, f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise _RejectError(400, "malformed JSON: nested too deeply") from None
 
     async def healthz(request: Request) -> Response:
         return reply({"status": "ok"})
