@@ -343,6 +343,18 @@ def _read_run(run: list[SampleLocation], decode: Decoder[T]) -> Iterator[tuple[S
     first, last = run[0], run[-1]
     store, path = store_for(first.shard)
     size = last.offset + last.size - first.offset
+    if first.offset < 0 or min(loc.size for loc in run) <= 0 or size > MAX_RUN:
+        # a location a manifest cannot mean: check it against the shard before reading
+        available = store.size(path)
+        if first.offset < 0 or first.offset + size > available or size <= 0:
+            raise ShardCorruptError(
+                first.shard,
+                first.offset,
+                f"the manifest places sample {first.key!r} at bytes {first.offset}.."
+                f"{first.offset + size} of a {available}-byte shard (corrupt or stale "
+                "manifest: rebuild it with `atdata manifest build --force`)",
+                first.key or None,
+            )
     data = store.range(path, first.offset, size)
     if len(data) < size:
         raise ShardCorruptError(
