@@ -99,7 +99,7 @@ class Dataset(Generic[T]):
                 f"Dataset[{getattr(item, '__name__', item)}]: the sample type must be a "
                 "@atdata.packable class (or DictSample)"
             )
-        return _typed_dataset_class(cls, item)
+        return _typed_dataset_class(cls, item)  # type: ignore[arg-type]
 
     def __init__(
         self,
@@ -158,7 +158,7 @@ class Dataset(Generic[T]):
     # -- views ----------------------------------------------------------------------
 
     def _view(self, sample_type: type, stage: Stage | None) -> Dataset[Any]:
-        view = Dataset.__new__(_typed_dataset_class(Dataset, sample_type))
+        view: Dataset[Any] = Dataset.__new__(_typed_dataset_class(Dataset, sample_type))
         view.__dict__.update(self.__dict__)
         view._stages = self._stages + ((stage,) if stage is not None else ())
         return view
@@ -434,7 +434,7 @@ class Dataset(Generic[T]):
 
 
 def _rebuild_dataset(sample_type: type, state: dict[str, Any]) -> Dataset[Any]:
-    ds = Dataset.__new__(_typed_dataset_class(Dataset, sample_type))
+    ds: Dataset[Any] = Dataset.__new__(_typed_dataset_class(Dataset, sample_type))
     ds.__dict__.update(state)
     register_with_torch(Dataset, DatasetView)
     return ds

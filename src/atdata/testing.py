@@ -78,7 +78,7 @@ def __getattr__(name: str) -> Any:
 class ExampleSample:
     """The sample type of ``tmp_dataset``: a small image classification record."""
 
-    image: NDArray
+    image: NDArray[Any]
     label: str
     confidence: float
     tags: list[str]
@@ -157,8 +157,8 @@ def assert_datasets_equal(left: Any, right: Any, *, check_order: bool = False) -
         assert lkeys == rkeys, f"keys differ in order: {lkeys[:5]}... vs {rkeys[:5]}..."
     missing, extra = set(lkeys) - set(rkeys), set(rkeys) - set(lkeys)
     assert not missing and not extra, (
-        f"keys differ: {len(missing)} only on the left (e.g. {sorted(missing)[:3]}), "
-        f"{len(extra)} only on the right (e.g. {sorted(extra)[:3]})"
+        f"keys differ: {len(missing)} only on the left (e.g. {sorted(missing, key=str)[:3]}), "
+        f"{len(extra)} only on the right (e.g. {sorted(extra, key=str)[:3]})"
     )
     by_key = dict(zip(rkeys, rhs, strict=True))
     for key, a in zip(lkeys, lhs, strict=True):
@@ -206,6 +206,7 @@ def make_dataset(tmp_path: Path) -> Callable[..., Any]:
     ) -> Any:
         pattern = str(tmp_path / name / "shard-%06d.tar")
         with ShardWriter(pattern, maxcount=shard_size) as sink:
+            sample: Any
             for sample in make_samples(sample_type, num_samples, seed):
                 sink.write(sample)
         return Dataset[sample_type](sink.shards)  # type: ignore[valid-type]
@@ -286,12 +287,12 @@ def dask_cluster() -> Iterator[Any]:
         from distributed import Client, LocalCluster
     except ImportError:
         pytest.skip("dask_cluster needs dask: pip install 'atdata[dask]'")
-    cluster = LocalCluster(
+    cluster = LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     )
-    client = Client(cluster)
+    client = Client(cluster)  # type: ignore[no-untyped-call]
     try:
         yield client
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
         cluster.close()

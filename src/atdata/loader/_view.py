@@ -403,7 +403,8 @@ def _worker_share(start: int, worker: int, workers: int, unit: int) -> Selection
         positions = np.arange(max(lo, start), hi)
         if workers == 1:
             return positions
-        return positions[(positions // unit) % workers == worker]
+        mine: np.ndarray = positions[(positions // unit) % workers == worker]
+        return mine
 
     return select
 
