@@ -236,3 +236,24 @@ def test_s3_shards_appear_only_when_complete(s3_bucket: str) -> None:
     assert [p.rsplit("/", 1)[1] for p in store.list(f"{path}/*")] == ["s-000000.tar"]
     sink.abort()
     assert [p.rsplit("/", 1)[1] for p in store.list(f"{path}/*")] == ["s-000000.tar"]
+
+
+# -- literal URLs -----------------------------------------------------------------------
+
+
+def test_literal_urls_name_one_object_whatever_their_characters(tmp_path: Path) -> None:
+    from atdata.storage import LiteralURL
+    from atdata.pipeline._trigger import Trigger
+
+    for name in ("shard[1].tar", "*.tar", "100%.tar", "odd {a,b} ?.tar", "naïve ü.tar"):
+        url = LiteralURL(str(tmp_path / name))
+        assert expand_urls(url) == [url]
+        with atdata.ShardWriter(url) as sink:
+            sink.write({"__key__": "only", "msgpack": b"\x80"})
+        assert sink.shards == [url] and os.path.exists(url)
+        assert [s.__key__ for s in atdata.Dataset(url)] == ["only"]
+    # a glob-looking name read literally reads that file alone, not its look-alikes
+    assert len(atdata.Dataset(LiteralURL(str(tmp_path / "*.tar"))).shards) == 1
+    assert len(atdata.Dataset(str(tmp_path / "*.tar")).shards) == 5
+    trigger = Trigger.parse("s3://bkt/incoming/")
+    assert isinstance(trigger.shard_url("incoming/shard[1].tar"), LiteralURL)

@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "InlineExecutor": "atdata.processing",
     "JobStatus": "atdata.processing",
     "LensNotFoundError": "atdata.errors",
+    "LiteralURL": "atdata.storage",
     "LocalExecutor": "atdata.processing",
     "ManifestBuilder": "atdata.manifest",
     "ManifestField": "atdata._types",
@@ -141,3 +142,4 @@ if TYPE_CHECKING:
     )
     from atdata.sample import DictSample, NDArray, PackableSample, Schema, packable, schema_of
     from atdata.shards import ShardWriter
+    from atdata.storage import LiteralURL

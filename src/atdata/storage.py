@@ -34,6 +34,7 @@ from atdata.errors import CredentialsError, StorageError, UnreadableURLError
 
 __all__ = [
     "FsspecStore",
+    "LiteralURL",
     "LocalStore",
     "Store",
     "expand_urls",
@@ -41,6 +42,25 @@ __all__ = [
     "sibling",
     "store_for",
 ]
+
+
+class LiteralURL(str):
+    """A URL that names exactly one object, read and written as it is spelled.
+
+    Object keys may legally hold ``*``, ``?``, ``[``, ``{`` or ``%``; a plain
+    string with those is a pattern to atdata (a glob, a brace range, a shard
+    number). Wrap it to say it is not: ``Dataset``, ``load_dataset``,
+    ``ShardWriter`` and ``expand_urls`` then use it literally. URLs that come
+    from an event or a listing (the pipeline's ``shard_url``, map outputs) are
+    already ``LiteralURL`` s. It is a ``str``; string operations on it return
+    plain strings.
+
+    Example:
+        >>> expand_urls(LiteralURL("s3://bucket/raw/shard[1]*.tar"))
+        ['s3://bucket/raw/shard[1]*.tar']
+    """
+
+    __slots__ = ()
 
 
 def is_local(url: str) -> bool:
@@ -375,7 +395,8 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
 
     ``data-{000000..000099}.tar`` expands like bash; a pattern with ``*``, ``?``
     or ``[`` is globbed against its store (sorted); lists are expanded item by
-    item. Order is preserved and duplicates dropped.
+    item; a :class:`LiteralURL` is kept as it is. Order is preserved and
+    duplicates dropped.
 
     Raises:
         UnreadableURLError: when a glob matches nothing.
@@ -389,6 +410,9 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
     items = [urls] if isinstance(urls, str) else list(urls)
     out: list[str] = []
     for item in items:
+        if isinstance(item, LiteralURL):
+            out.append(item)
+            continue
         for url in braceexpand(str(item)) if "{" in str(item) else [str(item)]:
             if _is_pattern(url):
                 store, pattern = store_for(url)

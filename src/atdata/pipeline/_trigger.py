@@ -7,6 +7,7 @@ import functools
 import re
 
 from atdata.errors import PipelineError
+from atdata.storage import LiteralURL
 
 __all__ = ["Trigger"]
 
@@ -83,9 +84,11 @@ class Trigger:
             return False
         return self.glob is None or _glob_regex(self.glob).fullmatch(key) is not None
 
-    def shard_url(self, key: str) -> str:
-        """The URL the pipeline function is given for an object key."""
-        return f"{self.scheme}://{self.bucket}/{key}"
+    def shard_url(self, key: str) -> LiteralURL:
+        """The URL the pipeline function is given for an object key: a
+        :class:`~atdata.storage.LiteralURL`, so a key holding ``*``, ``[`` or ``%``
+        names that one object, never a pattern."""
+        return LiteralURL(f"{self.scheme}://{self.bucket}/{key}")
 
     def relative(self, key: str) -> str:
         """``key`` relative to the trigger's prefix."""

@@ -29,7 +29,7 @@ from atdata._refs import ref_kind
 from atdata.errors import MissingDependencyError, UnreadableURLError
 from atdata.sample import DictSample
 from atdata.shards.reader import ErrorHandler
-from atdata.storage import expand_urls, is_local, store_for
+from atdata.storage import LiteralURL, expand_urls, is_local, store_for
 
 if TYPE_CHECKING:
     from atdata.sample import Schema
@@ -191,6 +191,8 @@ def _resolver(kind: str) -> Resolver:
 
 
 def _expand(urls: str | Sequence[str]) -> list[str]:
+    if isinstance(urls, LiteralURL):
+        return [urls]
     if isinstance(urls, str) and _is_folder(urls):
         found = shards_under(urls)
         if not found:

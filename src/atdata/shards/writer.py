@@ -16,7 +16,7 @@ from atdata import observability as obs
 from atdata.errors import SchemaError, ShardError
 from atdata.sample import DictSample, PackableSample, Schema, WdsRecord, encode_mapping
 from atdata.shards._tar import BLOCK, end_of_archive, member_header, padding
-from atdata.storage import Store, is_local, sibling, store_for, temporary_spool
+from atdata.storage import LiteralURL, Store, is_local, sibling, store_for, temporary_spool
 
 __all__ = ["ShardWriter", "check_key"]
 
@@ -299,7 +299,11 @@ class ShardWriter:
     ) -> None:
         if maxcount < 1 or maxsize < 1:
             raise ValueError("maxcount and maxsize must be positive")
-        if "%" not in pattern and not pattern.endswith(".tar"):
+        if isinstance(pattern, os.PathLike):
+            pattern = os.fspath(pattern)
+        if "%" not in pattern and not pattern.endswith(".tar") and not isinstance(
+            pattern, LiteralURL
+        ):
             raise ShardError(
                 f"shard pattern {pattern!r} needs a number field such as %06d "
                 "(e.g. 'out/shard-%06d.tar')"
@@ -404,7 +408,7 @@ class ShardWriter:
     # -- shard lifecycle -----------------------------------------------------------
 
     def _open(self) -> _OpenShard:
-        if "%" in self.pattern:
+        if "%" in self.pattern and not isinstance(self.pattern, LiteralURL):
             url = self.pattern % self._next_shard
         elif not self.shards and self._committing is None:
             url = self.pattern
