@@ -242,8 +242,8 @@ def test_s3_shards_appear_only_when_complete(s3_bucket: str) -> None:
 
 
 def test_literal_urls_name_one_object_whatever_their_characters(tmp_path: Path) -> None:
-    from atdata.storage import LiteralURL
     from atdata.pipeline._trigger import Trigger
+    from atdata.storage import LiteralURL
 
     for name in ("shard[1].tar", "*.tar", "100%.tar", "odd {a,b} ?.tar", "naïve ü.tar"):
         url = LiteralURL(str(tmp_path / name))
