@@ -625,3 +625,29 @@ def test_load_pipelines_from_a_file_registers_processors(
         ap.load_pipelines([str(tmp_path / "missing.py")], registry)
     with pytest.raises(PipelineError, match="cannot import"):
         ap.load_pipelines(["no_such_module_here"], registry)
+
+
+def test_an_overwritten_object_runs_once_for_its_current_version(
+    registry: PipelineRegistry, s3_bucket: str
+) -> None:
+    seen: list[str] = []
+
+    @registry.pipeline(trigger=f"{s3_bucket}/incoming", output=f"{s3_bucket}/processed")
+    def record_rows(shard_url: str) -> None:
+        seen.append(str([s.__key__ for s in atdata.Dataset[RawSample](shard_url)][-1]))
+
+    bucket = s3_bucket.removeprefix("s3://")
+    key = "incoming/train-000002.tar"
+    write_raw(f"{s3_bucket}/{key}", n=3)
+    v1 = _etag(bucket, key)
+    write_raw(f"{s3_bucket}/{key}", n=5)  # overwritten before v1's event arrives
+    v2 = _etag(bucket, key)
+    assert v1 != v2
+    service = _service(registry)
+    stale = service.ingest(ObjectEvent(bucket, key, v1))
+    assert stale.status == "superseded" and v2 in stale.reason
+    fresh = service.ingest(ObjectEvent(bucket, key, v2))
+    again = service.ingest(ObjectEvent(bucket, key, v2))
+    assert fresh.status == "accepted" and again.status == "duplicate"
+    assert len(seen) == 1 and fresh.runs[0].output_prefix.endswith(v2[:16])
+    service.close()

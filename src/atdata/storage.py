@@ -120,6 +120,10 @@ class Store:
         """Size of ``path`` in bytes."""
         raise NotImplementedError
 
+    def etag(self, path: str) -> str | None:
+        """The object's current ETag (its version), or None where the store has none."""
+        return None
+
     def list(self, pattern: str) -> list[str]:
         """Paths matching a glob pattern, sorted."""
         raise NotImplementedError
@@ -253,6 +257,13 @@ class FsspecStore(Store):
     def size(self, path: str) -> int:
         with _errors(self.url(path)):
             return int(self.fs.size(path))
+
+    def etag(self, path: str) -> str | None:
+        with _errors(self.url(path)):
+            self.fs.invalidate_cache(path)  # the version now, not a cached listing's
+            info = self.fs.info(path)
+        tag = info.get("ETag") or info.get("etag")
+        return str(tag).strip('"') if tag else None
 
     def list(self, pattern: str) -> list[str]:
         with _errors(self.url(pattern)):

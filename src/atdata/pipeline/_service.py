@@ -19,12 +19,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from atdata import observability as obs
-from atdata.errors import InvalidEventError, PipelineError
+from atdata.errors import InvalidEventError, PipelineError, StorageError
 from atdata.pipeline._context import PipelineRun, running
 from atdata.pipeline._events import ObjectEvent
 from atdata.pipeline._ledger import EventLedger, EventRecord, ledger_for, owner_id
 from atdata.pipeline._registry import Pipeline, PipelineRegistry, default_registry
 from atdata.pipeline._runners import InlineRunner, Runner, Task
+from atdata.storage import store_for
 
 __all__ = ["IngestResult", "JobConflictError", "RunInfo", "Service"]
 
@@ -40,8 +41,8 @@ class RunInfo:
     pipeline: str
     event_id: str
     output_prefix: str
-    status: str  # accepted | duplicate
-    reason: str  # new | retry | takeover | done | running | exhausted
+    status: str  # accepted | duplicate | superseded
+    reason: str  # new | retry | takeover | done | running | exhausted | overwritten
     state: str  # running | done | failed
 
 
@@ -153,12 +154,29 @@ class Service:
                 reason=why,
             )
             return IngestResult("ignored", why)
+        current = self._current_etag(pipelines[0], event)
+        if current is not None and event.etag and current != event.etag.strip('"'):
+            # The object was overwritten after this event: its version no longer
+            # exists, and the newer version's own event runs the pipeline.
+            obs.metrics.events_ignored.inc()
+            obs.log_event("pipeline event superseded", level="warning", bucket=event.bucket,
+                          key=event.key, etag=event.etag, current_etag=current)
+            return IngestResult("superseded", f"object overwritten (now ETag {current})")
         limit = None if retry_failed else self.max_attempts
         runs = [self._claim_and_submit(p, event, limit) for p in pipelines]
         accepted = any(r.status == "accepted" for r in runs)
         if not accepted:
             obs.metrics.events_duplicate.inc()
         return IngestResult("accepted" if accepted else "duplicate", runs=runs)
+
+    def _current_etag(self, pipeline: Pipeline, event: ObjectEvent) -> str | None:
+        """The object's ETag now, or None when the store cannot say (or it is gone)."""
+        url = pipeline.trigger.shard_url(event.key)
+        store, path = store_for(url)
+        try:
+            return store.etag(path)
+        except StorageError:
+            return None  # deleted since, or unreachable: the run reports it
 
     def _claim_and_submit(
         self, pipeline: Pipeline, event: ObjectEvent, limit: int | None
@@ -170,7 +188,7 @@ class Service:
             bucket=event.bucket,
             key=event.key,
             etag=event.etag,
-            shard_url=pipeline.trigger.shard_url(event.key),
+            shard_url=str(pipeline.trigger.shard_url(event.key)),
             output_prefix=pipeline.output_prefix_for(event),
             owner=self.owner,
             size=event.size,

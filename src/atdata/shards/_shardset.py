@@ -71,14 +71,18 @@ class ShardSet:
             self.urls = os.fspath(self.urls)
         if not self.urls:
             raise UnreadableURLError("A dataset needs at least one shard URL", url="")
+        if isinstance(self.urls, LiteralURL):
+            self.literal = True
         if self.literal:
-            self._expanded = [self.urls] if isinstance(self.urls, str) else list(self.urls)
+            urls = [self.urls] if isinstance(self.urls, str) else self.urls
+            self._expanded = [str(u) for u in urls]
 
     @property
     def shards(self) -> list[str]:
         """The shard URLs, expanded from patterns, globs and folders (once)."""
         if self._expanded is None:
-            self._expanded = _expand(self.urls)
+            # plain strings: LiteralURL marks input, and does not serialise
+            self._expanded = [str(u) for u in _expand(self.urls)]
         return self._expanded
 
     def replace(self, **changes: Any) -> ShardSet:
