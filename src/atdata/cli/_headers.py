@@ -10,14 +10,13 @@ than the whole command may). The summaries here are for display; the library's
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from atdata.errors import ManifestError, UnreadableURLError
 from atdata.manifest._header import BUILD_HINT, parse_header
+from atdata.manifest._merge import merge
 from atdata.storage import is_local, sibling, store_for
 
 __all__ = [
@@ -117,89 +116,25 @@ def dataset_schema(headers: Sequence[dict[str, Any] | None]) -> dict[str, Any] |
 def summarize_fields(headers: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """A dataset-wide summary of each manifest field, from the shards' aggregates.
 
-    Per field: ``kind``, ``type``, ``count``, ``nulls``; categorical and set
-    fields add ``distinct`` (or ``distinct_at_least`` when a shard kept only
-    its most common values) and ``top`` (value -> samples, the most common
-    first); numeric fields add ``min``, ``max`` and ``mean``.
+    The library's merge (:func:`atdata.manifest._merge.merge`, the one behind
+    ``Dataset.describe()``), shaped for display. Per field: ``kind``, ``type``,
+    ``count``, ``nulls``; categorical and set fields add ``distinct`` (or
+    ``distinct_at_least`` when a shard kept only its most common values) and
+    ``top`` (value -> samples, the most common first); numeric fields add
+    ``nans``, ``min``, ``max`` and ``mean``.
     """
     per_field: dict[str, list[dict[str, Any]]] = {}
     for header in headers:
         for name, agg in (header.get("aggregates") or {}).items():
             if isinstance(agg, dict):
                 per_field.setdefault(name, []).append(agg)
-    return {name: _summarize(aggs) for name, aggs in per_field.items()}
+    return {name: _for_display(merge(aggs)) for name, aggs in per_field.items()}
 
 
-def _summarize(aggs: list[dict[str, Any]]) -> dict[str, Any]:
-    first = aggs[0]
-    kind = first.get("kind", "categorical")
-    out: dict[str, Any] = {
-        "kind": kind,
-        "type": first.get("type", "str"),
-        "count": sum(int(a.get("count", 0)) for a in aggs),
-        "nulls": sum(int(a.get("nulls", 0)) for a in aggs),
-    }
-    if kind == "numeric":
-        out.update(_numeric(aggs, out["type"]))
-    else:
-        out.update(_counts(aggs))
-    return out
-
-
-def _counts(aggs: list[dict[str, Any]]) -> dict[str, Any]:
-    totals: dict[str, int] = {}
-    exact = True
-    for agg in aggs:
-        counts = agg.get("counts")
-        if counts is None:
-            exact = False
-            counts = agg.get("top") or {}
-        for value, n in counts.items():
-            totals[value] = totals.get(value, 0) + int(n)
-    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
-    out: dict[str, Any] = {}
-    if exact:
-        out["distinct"] = len(ranked)
-    else:
-        out["distinct_at_least"] = max([len(ranked)] + [int(a.get("distinct", 0)) for a in aggs])
-    out["top"] = dict(ranked[:_TOP])
-    return out
-
-
-def _numeric(aggs: list[dict[str, Any]], value_type: str) -> dict[str, Any]:
-    present = [a for a in aggs if a.get("min") is not None and a.get("max") is not None]
-    out: dict[str, Any] = {"nans": sum(int(a.get("nans", 0)) for a in aggs)}
-    if not present:
-        return {**out, "min": None, "max": None, "mean": None}
-    if value_type == "datetime":
-        lows = [dt.datetime.fromisoformat(a["min"]) for a in present]
-        highs = [dt.datetime.fromisoformat(a["max"]) for a in present]
-        return {**out, "min": min(lows).isoformat(), "max": max(highs).isoformat(), "mean": None}
-    if value_type == "str":
-        return {**out, "min": min(a["min"] for a in present), "max": max(a["max"] for a in present),
-                "mean": None}
-    lo = min(_number(a["min"]) for a in present)
-    hi = max(_number(a["max"]) for a in present)
-    weighted = total = 0.0
-    for a in present:
-        if a.get("mean") is None:
-            continue
-        weight = int(a.get("count", 0)) - int(a.get("nulls", 0)) - int(a.get("nans", 0))
-        weighted += weight * _number(a["mean"])
-        total += weight
-    mean = weighted / total if total else None
-    if value_type in ("int", "bool"):
-        return {**out, "min": int(lo), "max": int(hi), "mean": _spelled(mean)}
-    return {**out, "min": _spelled(lo), "max": _spelled(hi), "mean": _spelled(mean)}
-
-
-def _number(value: Any) -> float:
-    # The manifest spells NaN and infinities as strings ("nan", "inf", "-inf").
-    return float(value)
-
-
-def _spelled(value: float | None) -> float | str | None:
-    """Non-finite numbers as the manifest spells them, so the output stays strict JSON."""
-    if value is None or math.isfinite(value):
-        return value
-    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+def _for_display(summary: dict[str, Any]) -> dict[str, Any]:
+    for detail in ("histogram", "values", "shards"):
+        summary.pop(detail, None)
+    ranked = summary.pop("counts", summary.get("top"))
+    if ranked is not None:
+        summary["top"] = dict(list(ranked.items())[:_TOP])
+    return summary

@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from atdata._semver import normalize_version, version_key
+
 from ._catalog import (
     BUSY_TIMEOUT_S,
     DB_FORMAT_VERSION,
@@ -25,7 +27,6 @@ from ._catalog import (
     resolve_local,
     resolve_shard_set,
 )
-from ._semver import normalize_version, version_key
 
 __all__ = [
     "BUSY_TIMEOUT_S",

@@ -23,12 +23,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from atdata._semver import normalize_version, version_key
 from atdata.errors import CatalogError, DatasetNotFoundError, SchemaError, closest
 
 if TYPE_CHECKING:
     from atdata.shards import ErrorHandler, ShardSet
 
-from ._semver import normalize_version, version_key
 
 __all__ = [
     "BUSY_TIMEOUT_S",

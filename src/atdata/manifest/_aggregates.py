@@ -1,4 +1,4 @@
-"""Per-shard aggregates of manifest columns, the bloom filter, and merging for ``describe``.
+"""Per-shard aggregates of manifest columns and the bloom filter.
 
 Aggregates are what the query planner reads to skip whole shards, so each one
 must be a *sound* summary: a shard may only be skipped when its aggregates
@@ -12,7 +12,9 @@ prove no sample can match.
 - set: distinct ``values`` and per-value sample counts; beyond the cap, a
   bloom filter (base64 in the JSON).
 
-Every aggregate also has ``count`` (samples) and ``nulls``.
+Every aggregate also has ``count`` (samples) and ``nulls``. Merging them into
+dataset-wide summaries (for ``describe`` and ``atdata inspect``) is
+:func:`atdata.manifest._merge.merge`, re-exported here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from atdata.manifest._fields import Column
+from atdata.manifest._merge import (
+    HISTOGRAM_BINS,
+    TOP_VALUES,
+    from_micros,
+    merge,
+    micros,
+    num_from_json,
+    num_to_json,
+    to_utc,
+)
 
 __all__ = [
     "CARDINALITY_CAP",
@@ -42,28 +54,9 @@ __all__ = [
 
 CARDINALITY_CAP = 1000
 """Most distinct values listed per field and shard before a bloom filter is used."""
-HISTOGRAM_BINS = 16
-TOP_VALUES = 20
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 # -- values <-> JSON ------------------------------------------------------------------
-
-
-def to_utc(value: dt.datetime) -> dt.datetime:
-    """An aware UTC datetime (naive ones are taken to be UTC)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
-
-
-def _micros(value: dt.datetime) -> int:
-    delta = to_utc(value) - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _from_micros(us: float) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=round(us))
 
 
 def key_to_json(value: Any, value_type: str) -> str:
@@ -90,19 +83,6 @@ def key_from_json(text: str, value_type: str) -> Any:
     return text
 
 
-def _num_to_json(value: float | int | None) -> float | int | str | None:
-    # JSON has no NaN or infinity; spell them as strings so any JSON reader copes.
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
-
-
-def _num_from_json(value: Any) -> Any:
-    if isinstance(value, str):
-        return float(value)
-    return value
-
-
 # -- bloom filter -------------------------------------------------------------------
 
 
@@ -117,7 +97,7 @@ def _canonical(value: Any) -> bytes:
     if isinstance(value, float):
         return b"f" + repr(value).encode()
     if isinstance(value, dt.datetime):
-        return b"t" + str(_micros(value)).encode()
+        return b"t" + str(micros(value)).encode()
     return b"s" + str(value).encode("utf-8")
 
 
@@ -248,19 +228,19 @@ def _numeric(array: pa.Array, value_type: str) -> dict[str, Any]:
             histogram = {"edges": edges.tolist(), "counts": counts.tolist()}
     if value_type == "datetime":
         out.update(
-            min=_from_micros(int(lo)).isoformat(),
-            max=_from_micros(int(hi)).isoformat(),
-            mean=_from_micros(mean).isoformat() if mean is not None else None,
+            min=from_micros(int(lo)).isoformat(),
+            max=from_micros(int(hi)).isoformat(),
+            mean=from_micros(mean).isoformat() if mean is not None else None,
         )
         if histogram is not None:
-            histogram["edges"] = [_from_micros(e).isoformat() for e in histogram["edges"]]
+            histogram["edges"] = [from_micros(e).isoformat() for e in histogram["edges"]]
         out["histogram"] = histogram
         return out
     if value_type in ("int", "bool"):
         out.update(min=int(lo), max=int(hi))
     else:
-        out.update(min=_num_to_json(float(lo)), max=_num_to_json(float(hi)))
-    out.update(mean=_num_to_json(mean), histogram=histogram)
+        out.update(min=num_to_json(float(lo)), max=num_to_json(float(hi)))
+    out.update(mean=num_to_json(mean), histogram=histogram)
     return out
 
 
@@ -355,7 +335,7 @@ class FieldStats:
                 stats.min = None if lo is None else to_utc(dt.datetime.fromisoformat(lo))
                 stats.max = None if hi is None else to_utc(dt.datetime.fromisoformat(hi))
             else:
-                stats.min, stats.max = _num_from_json(lo), _num_from_json(hi)
+                stats.min, stats.max = num_from_json(lo), num_from_json(hi)
         return stats
 
     def may_hold(self, value: Any) -> bool:
@@ -365,136 +345,3 @@ class FieldStats:
         if self.bloom is not None:
             return value in self.bloom
         return True
-
-
-# -- merging, for describe -------------------------------------------------------------------
-
-
-def merge(aggregates: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One dataset-wide summary from the aggregates of one field in many shards."""
-    first = aggregates[0]
-    kind = first.get("kind", "categorical")
-    types = {a.get("type") for a in aggregates}
-    if len(types) == 1:
-        vt = first.get("type", "str")
-    else:
-        vt = "float" if types <= {"int", "float"} else "mixed"
-    out: dict[str, Any] = {
-        "kind": kind,
-        "type": vt,
-        "count": sum(int(a.get("count", 0)) for a in aggregates),
-        "nulls": sum(int(a.get("nulls", 0)) for a in aggregates),
-        "shards": len(aggregates),
-    }
-    if kind == "numeric":
-        out.update(_merge_numeric(aggregates, vt))
-    else:
-        out.update(_merge_counts(aggregates, kind))
-    return out
-
-
-def _merge_counts(aggregates: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
-    totals: dict[str, int] = {}
-    exact = True
-    for agg in aggregates:
-        counts = agg.get("counts")
-        if counts is None:
-            exact = False
-            counts = agg.get("top", {})
-        for key, n in counts.items():
-            totals[key] = totals.get(key, 0) + int(n)
-    ranked = dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
-    out: dict[str, Any] = {}
-    if exact:
-        out["distinct"] = len(ranked)
-        out["counts"] = ranked
-        if kind == "set":
-            out["values"] = sorted(ranked)
-    else:
-        out["distinct_at_least"] = max(int(a.get("distinct", 0)) for a in aggregates)
-        out["top"] = dict(list(ranked.items())[:TOP_VALUES])
-    if kind == "set":
-        out["empty"] = sum(int(a.get("empty", 0)) for a in aggregates)
-    return out
-
-
-def _merge_numeric(aggregates: Sequence[dict[str, Any]], vt: str) -> dict[str, Any]:
-    is_time = vt == "datetime"
-
-    def num(value: Any) -> float | None:
-        if value is None:
-            return None
-        if is_time:
-            return float(_micros(dt.datetime.fromisoformat(value)))
-        return float(_num_from_json(value))
-
-    present = [a for a in aggregates if a.get("min") is not None]
-    out: dict[str, Any] = {"nans": sum(int(a.get("nans", 0)) for a in aggregates)}
-    if not present:
-        out.update(min=None, max=None, mean=None, histogram=None)
-        return out
-    if vt == "str":
-        out.update(min=min(a["min"] for a in present), max=max(a["max"] for a in present))
-        return out
-    lows = [num(a["min"]) for a in present]
-    highs = [num(a["max"]) for a in present]
-    lo, hi = min(v for v in lows if v is not None), max(v for v in highs if v is not None)
-    weights = [int(a["count"]) - int(a.get("nulls", 0)) - int(a.get("nans", 0)) for a in present]
-    means = [num(a.get("mean")) for a in present]
-    total = sum(w for w, m in zip(weights, means, strict=True) if m is not None)
-    mean = (
-        sum(w * m for w, m in zip(weights, means, strict=True) if m is not None) / total
-        if total
-        else None
-    )
-    histogram = _merge_histograms([a.get("histogram") for a in present], num)
-    if is_time:
-        out.update(
-            min=_from_micros(lo).isoformat(),
-            max=_from_micros(hi).isoformat(),
-            mean=_from_micros(mean).isoformat() if mean is not None else None,
-        )
-        if histogram is not None:
-            histogram["edges"] = [_from_micros(e).isoformat() for e in histogram["edges"]]
-    else:
-        as_int = vt in ("int", "bool")
-        out.update(
-            min=int(lo) if as_int else _num_to_json(lo),
-            max=int(hi) if as_int else _num_to_json(hi),
-            mean=_num_to_json(mean),
-        )
-    out["histogram"] = histogram
-    return out
-
-
-def _merge_histograms(histograms: Sequence[Any], num: Any) -> dict[str, Any] | None:
-    """Re-bin shard histograms onto common edges (a bin's count is spread evenly over it)."""
-    parts = [
-        ([num(e) for e in h["edges"]], h["counts"]) for h in histograms if h and h.get("counts")
-    ]
-    if not parts:
-        return None
-    lo = min(edges[0] for edges, _ in parts)
-    hi = max(edges[-1] for edges, _ in parts)
-    if lo == hi:
-        return {"edges": [lo, hi], "counts": [sum(sum(c) for _, c in parts)]}
-    edges = np.linspace(lo, hi, HISTOGRAM_BINS + 1)
-    merged = np.zeros(HISTOGRAM_BINS)
-    for shard_edges, counts in parts:
-        for i, count in enumerate(counts):
-            a, b = shard_edges[i], shard_edges[i + 1]
-            if not count:
-                continue
-            if a == b:
-                j = min(int(np.searchsorted(edges, a, side="right")) - 1, HISTOGRAM_BINS - 1)
-                merged[max(j, 0)] += count
-                continue
-            overlap = np.clip(np.minimum(edges[1:], b) - np.maximum(edges[:-1], a), 0, None)
-            merged += count * overlap / (b - a)
-    # round to whole samples without losing any: largest remainders get the spare ones
-    total = round(float(merged.sum()))
-    rounded = np.floor(merged).astype(np.int64)
-    spare = total - int(rounded.sum())
-    if spare > 0:
-        rounded[np.argsort(rounded - merged)[:spare]] += 1
-    return {"edges": edges.tolist(), "counts": rounded.tolist()}

@@ -38,8 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from atdata.errors import QueryError
-from atdata.manifest._aggregates import FieldStats, to_utc
+from atdata.manifest._aggregates import FieldStats
 from atdata.manifest._fields import TIMESTAMP, Column, value_class
+from atdata.manifest._merge import to_utc
 
 __all__ = [
     "And",

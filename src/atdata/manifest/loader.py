@@ -19,8 +19,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
+from atdata._semver import precedence
 from atdata.errors import ManifestError, UnreadableURLError
-from atdata.manifest._format import BUILD_HINT, ShardManifest, json_url
+from atdata.manifest._format import ShardManifest, json_url
+from atdata.manifest._header import BUILD_HINT
 from atdata.sample import Schema
 from atdata.storage import expand_urls, is_local, store_for
 
@@ -156,14 +158,6 @@ def dataset_schema(shards: Sequence[str]) -> Schema:
     return merge_schemas(schemas)
 
 
-def _semver(version: str) -> tuple[int, ...]:
-    core = version.split("-", 1)[0].split("+", 1)[0]
-    try:
-        return tuple(int(p) for p in core.split("."))
-    except ValueError:
-        return (0,)
-
-
 def merge_schemas(schemas: Sequence[Schema]) -> Schema:
     """One schema for shards written with several versions of a type.
 
@@ -172,7 +166,7 @@ def merge_schemas(schemas: Sequence[Schema]) -> Schema:
     unique = list(dict.fromkeys(schemas))
     if len(unique) == 1:
         return unique[0]
-    newest = max(enumerate(unique), key=lambda p: (_semver(p[1].version), p[0]))[1]
+    newest = max(enumerate(unique), key=lambda p: (precedence(p[1].version), p[0]))[1]
     everywhere = set.intersection(*(set(s.field_names) for s in schemas))
     fields = {f.name: f for f in newest.fields}
     for schema in unique:
