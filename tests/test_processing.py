@@ -15,7 +15,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import pytest
 import atdata
 from atdata.errors import PartialFailureError, ProcessingError
 from atdata.processing import Processor, job_status, processor
-from atdata.processing._map import output_names, split_shard
+from atdata.processing._plan import output_names, split_shard
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -372,6 +373,114 @@ def test_on_error_skip_covers_corrupt_input(tmp_path: Path) -> None:
     out = ds.map(double, output_prefix=prefix, executor="inline", on_error="skip", retry=True)
     assert sorted(keyed(out)) == ["item_00000", "item_00001", "item_00003", "item_00004"]
     assert job_status(prefix).shards[0].skipped_keys == ["item_00002"]
+
+
+def _recorder(folder: Path) -> Callable[[Exception], None]:
+    """An ``on_error`` callable that writes each error it is given to a file in ``folder``.
+
+    (A copy of it runs in the worker, so it reports through the disk.)
+    """
+    folder.mkdir()
+
+    def record(error: Exception) -> None:
+        entry = [type(error).__name__, str(error), os.getpid()]
+        (folder / uuid.uuid4().hex).write_text(json.dumps(entry))
+
+    return record
+
+
+def _recorded(folder: Path) -> list[tuple[str, str, int]]:
+    """``(error type, message, worker pid)`` for each error ``_recorder(folder)`` was given."""
+    return sorted(tuple(json.loads(p.read_text())) for p in folder.iterdir())
+
+
+def _reject(*xs: int) -> Callable[[Item], Doubled]:
+    def picky(item: Item) -> Doubled:
+        if item.x in xs:
+            raise ValueError(f"bad sample {item.x}")
+        return Doubled(y=item.x, name=item.name)
+
+    return picky
+
+
+def test_on_error_callable_is_given_each_bad_sample_then_it_is_skipped(
+    items: atdata.Dataset[Item], tmp_path: Path
+) -> None:
+    prefix = str(tmp_path / "out")
+    before = atdata.metrics.samples_skipped.value
+    out = items.map(
+        _reject(3, 17, 18),
+        output_prefix=prefix,
+        executor="inline",
+        on_error=_recorder(tmp_path / "seen"),
+    )
+    assert len(keyed(out)) == 37
+    assert [e[:2] for e in _recorded(tmp_path / "seen")] == [
+        ("ValueError", "bad sample 17"),
+        ("ValueError", "bad sample 18"),
+        ("ValueError", "bad sample 3"),
+    ]
+    status = job_status(prefix)
+    assert [s.samples_skipped for s in status.shards] == [1, 2, 0, 0]
+    assert status.shards[1].skipped_keys == ["item_00017", "item_00018"]
+    assert atdata.metrics.samples_skipped.value - before == 3
+    assert status.job.on_error == "callable:_recorder.<locals>.record"
+
+
+def test_on_error_callable_is_given_damage_that_ends_the_shard(tmp_path: Path) -> None:
+    ds = write_items(tmp_path / "in", shards=1, per_shard=5)
+    path = Path(ds.shards[0])
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"item_00002.msgpack") + 700])  # cut in the third sample
+    prefix = str(tmp_path / "out")
+    out = ds.map(
+        double, output_prefix=prefix, executor="inline", on_error=_recorder(tmp_path / "e")
+    )
+    assert sorted(keyed(out)) == ["item_00000", "item_00001"]
+    ((kind, message, _),) = _recorded(tmp_path / "e")
+    assert kind == "ShardCorruptError" and str(path) in message
+    assert job_status(prefix).shards[0].skipped_keys[0].startswith("@")
+
+
+def test_on_error_callable_that_raises_fails_the_shard(
+    items: atdata.Dataset[Item], tmp_path: Path
+) -> None:
+    def not_17(error: Exception) -> None:
+        if "17" in str(error):
+            raise RuntimeError("17 must not be skipped") from error
+
+    prefix = str(tmp_path / "out")
+    with pytest.raises(PartialFailureError) as info:
+        items.map(_reject(3, 17), output_prefix=prefix, executor="inline", on_error=not_17)
+    assert info.value.failed_shards == [items.shards[1]]
+    error = info.value.errors[items.shards[1]]
+    assert "sample 'item_00017': RuntimeError: 17 must not be skipped" in error
+    status = job_status(prefix)
+    assert [s.state for s in status.shards] == ["done", "failed", "done", "done"]
+    assert status.shards[0].skipped_keys == ["item_00003"]
+
+
+def test_on_error_callable_travels_by_value_to_local_processes(
+    items: atdata.Dataset[Item], tmp_path: Path
+) -> None:
+    prefix = str(tmp_path / "out")
+    with atdata.processing.LocalExecutor(workers=2) as pool:
+        out = items.map(
+            _reject(3, 17, 18),
+            output_prefix=prefix,
+            executor=pool,
+            on_error=_recorder(tmp_path / "seen"),
+        )
+    assert len(keyed(out)) == 37
+    seen = _recorded(tmp_path / "seen")
+    assert [message for _, message, _ in seen] == ["bad sample 17", "bad sample 18", "bad sample 3"]
+    assert os.getpid() not in {pid for _, _, pid in seen}
+    assert sum(s.samples_skipped for s in job_status(prefix).shards) == 3
+
+
+def test_on_error_must_be_a_policy_name_or_a_callable(items: atdata.Dataset[Item]) -> None:
+    with pytest.raises(ValueError, match="or a callable, got 'ignore'"):
+        items.map(double, executor="inline", on_error="ignore")
 
 
 def test_rerun_skips_committed_shards(items: atdata.Dataset[Item], tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import time
 import traceback
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from atdata import observability as obs
 from atdata.errors import (
@@ -30,16 +30,14 @@ from atdata.processing._serialize import loads_cached
 from atdata.sample import DictSample, PackableSample, Schema
 from atdata.shards import ShardWriter
 from atdata.shards._tar import end_of_archive
-from atdata.shards.reader import RawSample, decode_raw, iter_raw
+from atdata.shards.reader import ErrorPolicy, RawSample, decode_raw, iter_raw
 from atdata.storage import store_for
 
 __all__ = ["OnError", "ShardResult", "ShardTask", "process_shard"]
 
-OnError = Literal["raise", "skip", "warn"]
-"""Per-sample error policy: ``"raise"`` fails the shard on the first bad sample;
-``"skip"`` drops bad samples (a raising function, a corrupt input sample, an
-output of the wrong type), counting them and recording their keys; ``"warn"``
-does the same and also warns once per job in the calling process."""
+OnError = ErrorPolicy[Exception]
+"""The error policy of ``Dataset.map`` (``on_error=``): :data:`~atdata.shards.reader.ErrorPolicy`,
+whose callable is given whatever a bad sample raised."""
 
 _MAX_RECORDED_KEYS = 10_000
 
@@ -48,23 +46,22 @@ _MAX_RECORDED_KEYS = 10_000
 class ShardTask:
     """Everything a worker needs to process one shard (or one range of it).
 
-    Small and picklable: the user's function travels inside ``payload`` as
-    cloudpickle bytes, so the task can be sent to a local process, a Dask
-    worker or a Modal container alike.
+    Small and picklable: the user's function (and a callable ``on_error``)
+    travels inside ``payload`` as cloudpickle bytes, so the task can be sent to
+    a local process, a Dask worker or a Modal container alike.
 
     Attributes:
         job_id: the map job this task belongs to.
         task_id: stable name of the task (the output shard's name).
         input_url: the input shard.
         output_url: where the output shard is committed.
-        payload: the serialised function and sample types (see ``_map``).
+        payload: the serialised function, sample types and error policy (see ``_map``).
         byte_start: first byte of the range to read (a sample's tar header).
         byte_end: end of the range; None reads to the end of the shard.
         sample_start: index of the first sample in the range (for the ledger).
         sample_stop: index after the last sample in the range, when known.
         part: which range of the input shard this is (0 for a whole shard).
         parts: how many ranges the input shard was split into.
-        on_error: the per-sample error policy (:data:`OnError`).
         provenance: recorded in the output manifest.
         trace_headers: W3C trace context, to continue the job's trace.
         attempt: 1 for the first attempt of this task.
@@ -82,7 +79,6 @@ class ShardTask:
     sample_stop: int | None = None
     part: int = 0
     parts: int = 1
-    on_error: OnError = "raise"
     provenance: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     trace_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     attempt: int = 1
@@ -98,7 +94,7 @@ class ShardResult:
         ok: True when the output shard is committed.
         samples_in: input samples read.
         samples_out: output samples written.
-        samples_skipped: samples dropped by ``on_error="skip"``.
+        samples_skipped: samples dropped by the error policy (``on_error``).
         skipped_keys: keys of the dropped samples (at most 10,000).
         error: the formatted traceback when ``ok`` is False.
         error_type: the exception's class name when ``ok`` is False.
@@ -137,13 +133,15 @@ class ShardResult:
 
 @dataclasses.dataclass(frozen=True)
 class Payload:
-    """The per-job part of every task: the function and how to read and write samples."""
+    """The per-job part of every task: the function, how to read and write samples,
+    and what to do with a bad one."""
 
     fn: Callable[[Any], Any]
     stored_type: type
     transform: Callable[[Any], Any]  # the input view's lenses and filters; None: filtered out
     output_type: type
     name: str
+    on_error: OnError = "raise"
 
 
 class _Counts:
@@ -228,7 +226,7 @@ def _run(task: ShardTask, counts: _Counts) -> None:
         getattr(tp, "__atdata_codec__", None)
     fn, transform, out_type = payload.fn, payload.transform, payload.output_type
     decode = typing.cast(Any, payload.stored_type).from_bytes
-    skip = task.on_error != "raise"
+    policy = payload.on_error
     writer = ShardWriter(
         task.output_url,
         maxcount=2**62,
@@ -250,13 +248,13 @@ def _run(task: ShardTask, counts: _Counts) -> None:
             except SchemaMismatchError:
                 raise  # every sample would fail alike: never skipped
             except Exception as exc:  # noqa: BLE001 - judged by the error policy
-                _bad_sample(task, key, exc, counts, skip)
+                _bad_sample(task, key, exc, counts, policy)
                 continue
             try:
                 for out in outputs:
                     writer.write(out)
             except (SchemaError, ShardError) as exc:  # a value its type refuses, a duplicate key
-                _bad_sample(task, key, exc, counts, skip)
+                _bad_sample(task, key, exc, counts, policy)
                 continue
             counts.samples_out += len(outputs)
     if writer.count == 0:
@@ -264,11 +262,17 @@ def _run(task: ShardTask, counts: _Counts) -> None:
 
 
 def _bad_sample(
-    task: ShardTask, key: str, exc: Exception, counts: _Counts, skip: bool
+    task: ShardTask, key: str, exc: Exception, counts: _Counts, policy: OnError
 ) -> None:
     """Apply the error policy to one bad sample: raise (fail the shard) or skip it."""
-    if not skip:
-        raise ProcessingError(f"sample {key!r}: {type(exc).__name__}: {exc}") from exc
+    failure = exc if policy == "raise" else None
+    if callable(policy):
+        try:
+            policy(exc)
+        except Exception as raised:  # noqa: BLE001 - the policy fails the shard with it
+            failure = raised
+    if failure is not None:
+        raise ProcessingError(f"sample {key!r}: {type(failure).__name__}: {failure}") from failure
     counts.skipped.append(key)
     obs.log_event(
         "sample skipped",
