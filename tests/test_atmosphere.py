@@ -1,7 +1,7 @@
 """Conformance suite for ``atdata.atmosphere``: one set of tests, run against a real
 local PDS (``@atproto/dev-env``, started by ``tests/pds/pds.mjs``) and against
-``mock_atmosphere()``. Every record written is validated against the lexicons in
-``../shared/lexicons``.
+``mock_atmosphere()``. Every record written is validated against the lexicons the
+package ships (``atdata/atmosphere/lexicons``).
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ from atdata.atmosphere import (
     RecordNotFoundError,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-
 # The atproto SDK uploads blobs with httpx's deprecated ``data=bytes``.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Use 'content=<...>' to upload raw bytes/text content:DeprecationWarning"
@@ -45,12 +43,8 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 def _lexicon_dir() -> Path:
-    folder = ROOT.parent / "shared" / "lexicons"
-    if not folder.is_dir():
-        pytest.fail(
-            f"The lexicons are not at {folder}: the tests need shared/ beside the repository "
-            "(CI lays it there)."
-        )
+    folder = Path(atmosphere.__file__).parent / "lexicons"
+    assert folder.is_dir(), f"the package ships no lexicons at {folder}"
     return folder
 
 
