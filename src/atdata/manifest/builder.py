@@ -25,8 +25,8 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from atdata import __version__
 from atdata import observability as obs
+from atdata._version import __version__
 from atdata.errors import ManifestError, ShardCorruptError, ShardError
 from atdata.manifest import _aggregates
 from atdata.manifest._fields import Column, columns_of, infer_field_type, infer_schema, to_arrow
