@@ -217,13 +217,14 @@ def test_resume_reads_only_the_window_it_needs(tmp_path: Path) -> None:
         rest = labels(view)
     assert len(rest) == 10
     sizes = [os.path.getsize(u) for u in urls]
-    read = sum((stop or size) - start for (u, start, stop), size in zip(opened, sizes, strict=False))
+    spans = zip(opened, sizes, strict=False)
+    read = sum((stop or size) - start for (_, start, stop), size in spans)
     assert read < sum(sizes) / 5  # one window of 50 samples, not the epoch
 
 
 def test_a_state_from_another_order_is_refused(shards: list[str]) -> None:
     state = atdata.Dataset[Item](shards).shuffled(seed=1).state_dict()
-    with pytest.raises(ValueError, match="different order.*seed"):
+    with pytest.raises(ValueError, match=r"different order.*seed"):
         atdata.Dataset[Item](shards).shuffled(seed=2).load_state_dict(state)
 
 
@@ -288,7 +289,7 @@ class _Files(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         server = type(self)
         name = self.path.lstrip("/")
         server.gets[name] += 1
@@ -361,7 +362,9 @@ def test_a_killed_download_leaves_nothing_half_cached(tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     with serve(tmp_path / "data", stall=0.2) as (base, _):
         url = f"{base}/{Path(local[0]).name}"
-        code = f"from atdata.loader import ShardCache; ShardCache({str(cache_dir)!r}).fetch({url!r})"
+        code = (
+            f"from atdata.loader import ShardCache; ShardCache({str(cache_dir)!r}).fetch({url!r})"
+        )
         child = subprocess.Popen([sys.executable, "-c", code])
         deadline = time.monotonic() + 30
         while not list(cache_dir.glob("*.partial")) and time.monotonic() < deadline:

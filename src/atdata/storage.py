@@ -329,7 +329,7 @@ def store_for(url: str) -> tuple[Store, str]:
     protocol, _, rest = url.partition("://")
     # fsspec's HTTP file system takes whole URLs as its paths
     path = url if protocol in ("http", "https") else rest
-    return _fsspec_store(protocol, _env_fingerprint(protocol)), path
+    return _fsspec_store(protocol, _env_fingerprint(protocol), os.getpid()), path
 
 
 def _env_fingerprint(protocol: str) -> tuple[str | None, ...]:
@@ -351,7 +351,9 @@ _ENV_VARS = {
 
 
 @functools.lru_cache(maxsize=32)
-def _fsspec_store(protocol: str, _env: tuple[str | None, ...]) -> Store:
+def _fsspec_store(protocol: str, _env: tuple[str | None, ...], _pid: int) -> Store:
+    # Keyed by process too: fsspec's async file systems refuse to be used after a fork
+    # (a DataLoader worker), so a forked worker opens its own.
     try:
         import fsspec
     except ImportError:  # pragma: no cover - fsspec is a core dependency
