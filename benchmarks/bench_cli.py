@@ -60,8 +60,14 @@ def make_dataset(folder: Path, shards: int, per_shard: int) -> str:
     image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     with atdata.ShardWriter(str(folder / "shard-%06d.tar"), maxcount=per_shard) as sink:
         for i in range(shards * per_shard):
-            sink.write(ImageSample(image=image, label=labels[i % 4], confidence=float(rng.random()),
-                                   tags=["day", "night", "outdoor"][: i % 4]))
+            sink.write(
+                ImageSample(
+                    image=image,
+                    label=labels[i % 4],
+                    confidence=float(rng.random()),
+                    tags=["day", "night", "outdoor"][: i % 4],
+                )
+            )
     return pattern
 
 
@@ -75,8 +81,9 @@ def time_command(cmd: list[str], runs: int, env: dict[str, str]) -> tuple[list[f
     def once() -> tuple[float, float]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              check=False)
+        done = subprocess.run(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+        )
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
@@ -94,8 +101,12 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=200, help="shards in the dataset")
     parser.add_argument("--samples", type=int, default=50, help="samples per shard")
     parser.add_argument("--runs", type=int, default=11, help="timed runs per command")
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="where to keep the dataset (reused between runs); default: a temp dir")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where to keep the dataset (reused between runs); default: a temp dir",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip the webdataset count")
     args = parser.parse_args()
 
@@ -107,8 +118,9 @@ def main() -> None:
         env = {**os.environ, "ATDATA_HOME": str(home)}
         script = Path(sys.executable).with_name("atdata")
         cli = [str(script)] if script.exists() else [sys.executable, "-m", "atdata"]
-        subprocess.run([*cli, "register", pattern, "bench"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [*cli, "register", pattern, "bench"], env=env, check=True, stdout=subprocess.DEVNULL
+        )
         commands: list[tuple[str, list[str]]] = [
             ("python -c pass (floor)", [sys.executable, "-c", "pass"]),
             ("atdata --help", [*cli, "--help"]),
@@ -130,29 +142,39 @@ def main() -> None:
                     "import sys, webdataset as wds; "
                     "print(sum(1 for _ in wds.WebDataset(sys.argv[1], shardshuffle=False)))"
                 )
-                commands.append(("peer: count with webdataset", [sys.executable, "-c", count,
-                                                                  pattern]))
-        print(f"{args.shards} shards x {args.samples} samples with manifests in {folder}; "
-              f"{args.runs} runs each (median, fastest)\n")
+                commands.append(
+                    ("peer: count with webdataset", [sys.executable, "-c", count, pattern])
+                )
+        print(
+            f"{args.shards} shards x {args.samples} samples with manifests in {folder}; "
+            f"{args.runs} runs each (median, fastest)\n"
+        )
         rows = []
         for name, cmd in commands:
             walls, cpus = time_command(cmd, args.runs, env)
             rows.append((name, statistics.median(walls), min(walls), statistics.median(cpus)))
         floor = rows[0][1]
         width = max(len(r[0]) for r in rows)
-        print(f"  {'command':<{width}}  {'median':>9}  {'fastest':>9}  {'over floor':>10}"
-              f"  {'cpu':>9}")
+        print(
+            f"  {'command':<{width}}  {'median':>9}  {'fastest':>9}  {'over floor':>10}  {'cpu':>9}"
+        )
         for name, median, fastest, cpu in rows:
-            print(f"  {name:<{width}}  {median * 1e3:6.0f} ms  {fastest * 1e3:6.0f} ms"
-                  f"  {(median - floor) * 1e3:+7.0f} ms  {cpu * 1e3:6.0f} ms")
+            print(
+                f"  {name:<{width}}  {median * 1e3:6.0f} ms  {fastest * 1e3:6.0f} ms"
+                f"  {(median - floor) * 1e3:+7.0f} ms  {cpu * 1e3:6.0f} ms"
+            )
         load = os.getloadavg()[0] / (os.cpu_count() or 1)
-        print(f"\n  load average per CPU during the run: {load:.1f} "
-              "(wall times are only comparable near 1 or below)")
+        print(
+            f"\n  load average per CPU during the run: {load:.1f} "
+            "(wall times are only comparable near 1 or below)"
+        )
         peer = next((r for r in rows if r[0].startswith("peer")), None)
         inspect = next(r for r in rows if r[0] == "atdata inspect")
         if peer is not None:
-            print(f"\n  atdata inspect vs counting with webdataset: "
-                  f"{peer[1] / inspect[1]:.1f}x faster")
+            print(
+                f"\n  atdata inspect vs counting with webdataset: "
+                f"{peer[1] / inspect[1]:.1f}x faster"
+            )
     finally:
         shutil.rmtree(home, ignore_errors=True)
         if args.dir is None:

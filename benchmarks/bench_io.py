@@ -200,8 +200,10 @@ def main() -> None:
     warnings.simplefilter("ignore")  # webdataset's own deprecation chatter
     import webdataset
 
-    print(f"atdata {atdata.__version__}, webdataset {webdataset.__version__}, "
-          f"numpy {np.__version__}, python {sys.version.split()[0]}; shards in {root}")
+    print(
+        f"atdata {atdata.__version__}, webdataset {webdataset.__version__}, "
+        f"numpy {np.__version__}, python {sys.version.split()[0]}; shards in {root}"
+    )
     try:
         if args.only in (None, "small"):
             run_case("small", 100_000 // scale, (32, 32, 3), root, repeat)

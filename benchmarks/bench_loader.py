@@ -86,11 +86,16 @@ def write_atdata(n: int, shape: tuple[int, ...], folder: str, per_shard: int) ->
 def write_wds(n: int, shape: tuple[int, ...], folder: str, per_shard: int) -> list[str]:
     import webdataset as wds
 
-    with wds.ShardWriter(os.path.join(folder, "shard-%06d.tar"), maxcount=per_shard,
-                         verbose=0) as sink:
+    with wds.ShardWriter(
+        os.path.join(folder, "shard-%06d.tar"), maxcount=per_shard, verbose=0
+    ) as sink:
         for i, (image, label, score) in enumerate(rows(n, shape)):
-            sink.write({"__key__": f"sample_{i:08d}",
-                        "msgpack": {"image": npy_bytes(image), "label": label, "score": score}})
+            sink.write(
+                {
+                    "__key__": f"sample_{i:08d}",
+                    "msgpack": {"image": npy_bytes(image), "label": label, "score": score},
+                }
+            )
     return sorted(glob.glob(os.path.join(folder, "*.tar")))
 
 
@@ -105,9 +110,13 @@ def write_litdata(n: int, shape: tuple[int, ...], folder: str) -> str:
 
     import litdata
 
-    litdata.optimize(fn=functools.partial(_litdata_item, shape=shape, n=n),
-                     inputs=list(range(n)), output_dir=folder, chunk_bytes="64MB",
-                     num_workers=1)
+    litdata.optimize(
+        fn=functools.partial(_litdata_item, shape=shape, n=n),
+        inputs=list(range(n)),
+        output_dir=folder,
+        chunk_bytes="64MB",
+        num_workers=1,
+    )
     return folder
 
 
@@ -125,8 +134,9 @@ def load_atdata(urls: list[str], **options: Any) -> int:
     import atdata.torch
 
     view = atdata.Dataset[Small](urls, **options).shuffled(seed=0, batch_size=BATCH)
-    loader = torch.utils.data.DataLoader(view, batch_size=None, num_workers=WORKERS,
-                                         collate_fn=atdata.torch.collate)
+    loader = torch.utils.data.DataLoader(
+        view, batch_size=None, num_workers=WORKERS, collate_fn=atdata.torch.collate
+    )
     return sum(len(batch["label"]) for batch in loader)
 
 
@@ -212,8 +222,14 @@ def start_remote(root: str) -> tuple[Callable[[], None], str]:
     proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
-    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint})
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }
+    )
 
     def stop() -> None:
         proxy.shutdown()
@@ -230,8 +246,10 @@ def upload(folder: str, bucket: str, endpoint: str) -> list[str]:
     s3.create_bucket(Bucket=bucket)
     for path in sorted(glob.glob(os.path.join(folder, "*"))):
         s3.upload_file(path, bucket, os.path.basename(path))
-    return [f"s3://{bucket}/{os.path.basename(p)}"
-            for p in sorted(glob.glob(os.path.join(folder, "*.tar")))]
+    return [
+        f"s3://{bucket}/{os.path.basename(p)}"
+        for p in sorted(glob.glob(os.path.join(folder, "*.tar")))
+    ]
 
 
 def presigned(endpoint: str, bucket: str, path: str) -> str:
@@ -239,8 +257,11 @@ def presigned(endpoint: str, bucket: str, path: str) -> str:
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=endpoint)
-    return str(s3.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": os.path.basename(path)}, ExpiresIn=3600))
+    return str(
+        s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": os.path.basename(path)}, ExpiresIn=3600
+        )
+    )
 
 
 # -- resume -----------------------------------------------------------------------------------
@@ -267,10 +288,19 @@ def resume_cost(urls: list[str]) -> tuple[float, float]:
 # -- the run ----------------------------------------------------------------------------------
 
 
-def run_case(name: str, n: int, shape: tuple[int, ...], per_shard: int, root: str,
-             repeat: int, litdata_ok: bool) -> None:
-    print(f"\n== {name}: {n:,} samples, image {shape}, {WORKERS} DataLoader workers, "
-          f"batches of {BATCH} ==")
+def run_case(
+    name: str,
+    n: int,
+    shape: tuple[int, ...],
+    per_shard: int,
+    root: str,
+    repeat: int,
+    litdata_ok: bool,
+) -> None:
+    print(
+        f"\n== {name}: {n:,} samples, image {shape}, {WORKERS} DataLoader workers, "
+        f"batches of {BATCH} =="
+    )
     folders = {k: os.path.join(root, name, k) for k in ("atdata", "wds", "litdata")}
     for folder in folders.values():
         os.makedirs(folder, exist_ok=True)
@@ -293,7 +323,8 @@ def run_case(name: str, n: int, shape: tuple[int, ...], per_shard: int, root: st
         remote_wd = [f"pipe:curl -s '{presigned(endpoint, f'{name}-wds', u)}'" for u in wd]
         rates["remote atdata prefetch=2"], _ = timed(lambda: load_atdata(remote_at), repeat)
         rates["remote atdata prefetch=0"], _ = timed(
-            lambda: load_atdata(remote_at, prefetch=0), repeat)
+            lambda: load_atdata(remote_at, prefetch=0), repeat
+        )
         if shutil.which("curl"):
             rates["remote webdataset"], _ = timed(lambda: load_wds(remote_wd), repeat)
     finally:
@@ -314,8 +345,10 @@ def run_case(name: str, n: int, shape: tuple[int, ...], per_shard: int, root: st
     print(f"    prefetch=2 / prefetch=0            {remote / no_prefetch:8.2f}x")
     if "remote webdataset" in rates:
         print(f"    remote atdata / webdataset        {remote / rates['remote webdataset']:8.2f}x")
-    print(f"  resume at 90%: {resumed * 1e3:.0f} ms to the first sample vs "
-          f"{from_start * 1e3:.0f} ms reading from the start ({from_start / resumed:.0f}x)")
+    print(
+        f"  resume at 90%: {resumed * 1e3:.0f} ms to the first sample vs "
+        f"{from_start * 1e3:.0f} ms reading from the start ({from_start / resumed:.0f}x)"
+    )
 
 
 def main() -> None:
@@ -337,11 +370,11 @@ def main() -> None:
     root = tempfile.mkdtemp(prefix="atdata-bench-loader-")
     try:
         if args.only in (None, "small"):
-            run_case("small", 100_000 // scale, (32, 32, 3), 10_000 // scale, root, repeat,
-                     litdata_ok)
+            run_case(
+                "small", 100_000 // scale, (32, 32, 3), 10_000 // scale, root, repeat, litdata_ok
+            )
         if args.only in (None, "large"):
-            run_case("large", 5_000 // scale, (256, 256, 3), 500 // scale, root, repeat,
-                     litdata_ok)
+            run_case("large", 5_000 // scale, (256, 256, 3), 500 // scale, root, repeat, litdata_ok)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"\npython {sys.version.split()[0]}, {os.cpu_count()} CPUs")

@@ -105,8 +105,11 @@ def run_dask(urls: list[str], out: Path, workers: int) -> Result:
     # Started for its own run only (an idle cluster costs ~10% of a core), and
     # outside the timing: a user's cluster is up before the job.
     cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True,
-        dashboard_address=":0", silence_logs=40,
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=40,
     )
     client = Client(cluster)
     try:
@@ -184,7 +187,9 @@ def main() -> None:
     parser.add_argument("--skip-dask", action="store_true")
     parser.add_argument("--skip-datasets", action="store_true")
     parser.add_argument(
-        "--repeat", type=int, default=1,
+        "--repeat",
+        type=int,
+        default=1,
         help="run every contender this many times, interleaved; report medians",
     )
     args = parser.parse_args()
@@ -213,21 +218,26 @@ def main() -> None:
     contenders["multiprocessing.Pool"] = lambda urls, out: run_pool(urls, out, args.workers)
     if not args.skip_datasets:
         contenders[f"datasets .map(num_proc={args.workers})"] = lambda urls, out: (
-            run_datasets(urls, out, args.workers), None, None)
+            run_datasets(urls, out, args.workers),
+            None,
+            None,
+        )
     runs: dict[str, list[Result]] = {name: [] for name in contenders}
     try:
         urls = make_shards(root / "in", args.shards, args.samples)
         names = list(contenders)
         for attempt in range(args.repeat):
             # rotate the order, so no contender always runs first (or after a busy one)
-            for name in names[attempt % len(names):] + names[: attempt % len(names)]:
+            for name in names[attempt % len(names) :] + names[: attempt % len(names)]:
                 out = root / f"run{attempt}-{len(runs[name])}"
                 wall, util, cpu = contenders[name](urls, out)
                 runs[name].append((wall, util, cpu))
                 util_text = "" if util is None else f", utilisation {util:.0%}"
                 cpu_text = "" if cpu is None else f", task CPU {cpu:.1f} s"
-                print(f"  {name}: {wall:.2f} s{util_text}{cpu_text} "
-                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
+                print(
+                    f"  {name}: {wall:.2f} s{util_text}{cpu_text} (load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
                 shutil.rmtree(out, ignore_errors=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -236,27 +246,39 @@ def main() -> None:
         return float(np.median(values))
 
     rows = [
-        (name, median([w for w, _, _ in r]), min(w for w, _, _ in r),
-         None if r[0][1] is None else median([u or 0.0 for _, u, _ in r]))
+        (
+            name,
+            median([w for w, _, _ in r]),
+            min(w for w, _, _ in r),
+            None if r[0][1] is None else median([u or 0.0 for _, u, _ in r]),
+        )
         for name, r in runs.items()
     ]
     base = rows[0][1]
     print()
     print(f"median of {args.repeat} run(s) each; 'best' is the fastest run")
-    print(f"{'contender':<28} {'wall s':>8} {'best s':>8} {'samples/s':>10} {'vs local':>9} "
-          f"{'util':>6}")
+    print(
+        f"{'contender':<28} {'wall s':>8} {'best s':>8} {'samples/s':>10} {'vs local':>9} "
+        f"{'util':>6}"
+    )
     for name, wall, fastest, util in rows:
         util_text = "-" if util is None else f"{util:.0%}"
-        print(f"{name:<28} {wall:>8.2f} {fastest:>8.2f} {total / wall:>10,.0f} "
-              f"{wall / base:>8.2f}x {util_text:>6}")
+        print(
+            f"{name:<28} {wall:>8.2f} {fastest:>8.2f} {total / wall:>10,.0f} "
+            f"{wall / base:>8.2f}x {util_text:>6}"
+        )
     print("('vs local' = contender wall / atdata-local wall: above 1.00x, atdata-local is faster)")
     local_util = rows[0][3] or 0.0
-    print(f"target: utilisation on local >= 90%: {'met' if local_util >= 0.9 else 'NOT met'} "
-          f"({local_util:.0%})")
+    print(
+        f"target: utilisation on local >= 90%: {'met' if local_util >= 0.9 else 'NOT met'} "
+        f"({local_util:.0%})"
+    )
     hf = next((wall for name, wall, _, _ in rows if name.startswith("datasets")), None)
     if hf is not None:
-        print(f"target: at least the speed of datasets: {'met' if base <= hf else 'NOT met'} "
-              f"(atdata {base:.2f} s, datasets {hf:.2f} s)")
+        print(
+            f"target: at least the speed of datasets: {'met' if base <= hf else 'NOT met'} "
+            f"(atdata {base:.2f} s, datasets {hf:.2f} s)"
+        )
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
 
 

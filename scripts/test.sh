@@ -5,6 +5,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/bootstrap.sh"
 cd "$root"
 ruff check src tests benchmarks
+ruff format --check src tests benchmarks
+mypy
 command -v npm >/dev/null || { echo "test.sh: npm not found; install Node.js >= 20.18 and npm" >&2; exit 1; }
 # the Worker's runtime (miniflare): its own tests and the Python end-to-end tests use it
 (cd workers/r2-to-atdata && npm ci --no-audit --no-fund --loglevel=error)

@@ -42,8 +42,9 @@ def make_sample(i: int) -> ImageSample:
 
 def write(folder: Path, samples: list[Any], *, manifest: bool = True, maxcount: int = 10) -> str:
     """Write shards into ``folder``; returns the brace pattern of the shards."""
-    with atdata.ShardWriter(str(folder / "shard-%06d.tar"), maxcount=maxcount,
-                            manifest=manifest) as sink:
+    with atdata.ShardWriter(
+        str(folder / "shard-%06d.tar"), maxcount=maxcount, manifest=manifest
+    ) as sink:
         for sample in samples:
             sink.write(sample)
     last = len(sink.shards) - 1
@@ -97,21 +98,38 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "atdata-home"
 
 
-
-
 # -- help and usage ------------------------------------------------------------------
 
 COMMANDS = [
-    ["inspect"], ["schema"], ["schema", "show"], ["schema", "diff"], ["preview"], ["query"],
-    ["manifest"], ["manifest", "build"], ["register"], ["ls"], ["serve"], ["pipeline"],
+    ["inspect"],
+    ["schema"],
+    ["schema", "show"],
+    ["schema", "diff"],
+    ["preview"],
+    ["query"],
+    ["manifest"],
+    ["manifest", "build"],
+    ["register"],
+    ["ls"],
+    ["serve"],
+    ["pipeline"],
     ["pipeline", "poll"],
 ]
 
 
 def test_top_level_help_lists_every_command() -> None:
     out = ok("--help")
-    for name in ("inspect", "schema", "preview", "query", "manifest", "register", "ls", "serve",
-                 "pipeline"):
+    for name in (
+        "inspect",
+        "schema",
+        "preview",
+        "query",
+        "manifest",
+        "register",
+        "ls",
+        "serve",
+        "pipeline",
+    ):
         assert name in out
     assert "Example" in out
     assert ok() == out  # a bare `atdata` prints the same help
@@ -147,7 +165,11 @@ def test_inspect_json(dataset: str) -> None:
     assert info["manifests"] == {"present": 3, "missing": 0}
     assert info["schema"]["name"] == "ImageSample"
     assert [f["name"] for f in info["schema"]["fields"]] == [
-        "image", "label", "confidence", "tags", "caption"
+        "image",
+        "label",
+        "confidence",
+        "tags",
+        "caption",
     ]
     shards = info["shards"]
     assert [s["num_samples"] for s in shards] == [10, 10, 10]
@@ -307,8 +329,12 @@ def test_schema_show_misspelled_name() -> None:
 
 def test_schema_diff_two_versions_of_one_type() -> None:
     register_reading_versions()
-    for args in (["Reading", "v1.0.0", "v1.1.0"], ["v1.0.0", "v1.1.0"],
-                 ["Reading@1.0.0", "Reading@1.1.0"], ["Reading@1.0.0", "1.1.0"]):
+    for args in (
+        ["Reading", "v1.0.0", "v1.1.0"],
+        ["v1.0.0", "v1.1.0"],
+        ["Reading@1.0.0", "Reading@1.1.0"],
+        ["Reading@1.0.0", "1.1.0"],
+    ):
         diff = ok_json("schema", "diff", *args)
         assert diff["old"]["version"] == "1.0.0" and diff["new"]["version"] == "1.1.0"
         assert diff["added"] == [{"name": "tags", "type": "list[str]", "manifest": "set"}]
@@ -390,8 +416,16 @@ def test_query_json(dataset: str) -> None:
     assert info["shards_pruned"] + info["shards_scanned"] == 3
     first = info["matches"][0]
     sample = atdata.Dataset[ImageSample](dataset).get_sample(
-        type("Loc", (), {"shard": first["shard"], "offset": first["offset"],
-                         "size": first["size"], "key": first["key"]})()
+        type(
+            "Loc",
+            (),
+            {
+                "shard": first["shard"],
+                "offset": first["offset"],
+                "size": first["size"],
+                "key": first["key"],
+            },
+        )()
     )
     assert sample.label == "dog" and sample.confidence > 0.5
 
@@ -499,8 +533,11 @@ def test_register_copies_a_local_name(dataset: str) -> None:
 
 def test_results_are_plain_json(dataset: str, tmp_path: Path) -> None:
     shutil.copytree(os.path.dirname(dataset), tmp_path / "copy")
-    for args in (["inspect", str(tmp_path / "copy")], ["ls"],
-                 ["preview", str(tmp_path / "copy"), "-n", "1"]):
+    for args in (
+        ["inspect", str(tmp_path / "copy")],
+        ["ls"],
+        ["preview", str(tmp_path / "copy"), "-n", "1"],
+    ):
         text = ok(*args, "--json")
         json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
 

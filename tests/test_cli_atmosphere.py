@@ -95,8 +95,12 @@ class Net:
 def pds_env(info: dict[str, Any], handle: str) -> dict[str, str]:
     """The environment that makes the CLI act as ``handle`` on the real PDS."""
     password = {a["handle"]: a["password"] for a in info["accounts"]}[handle]
-    return {"ATDATA_HANDLE": handle, "ATDATA_APP_PASSWORD": password,
-            "ATDATA_PDS": info["url"], "ATDATA_PLC": info["plc"]}
+    return {
+        "ATDATA_HANDLE": handle,
+        "ATDATA_APP_PASSWORD": password,
+        "ATDATA_PDS": info["url"],
+        "ATDATA_PLC": info["plc"],
+    }
 
 
 @pytest.fixture(params=["pds", "mock"])
@@ -109,8 +113,6 @@ def net(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
         handle.close()
 
 
-
-
 # -- publish and list ---------------------------------------------------------------------
 
 
@@ -119,12 +121,15 @@ def test_publish_local_twice_writes_once_and_is_listed(net: Net, tmp_path: Path)
     data = write(tmp_path / "data")
     assert ok_json("register", data, name)["uri"] == f"@local/{name}"
     with net.account("alice.test"):
-        first = ok_json("publish", f"@local/{name}", "--version", "1.0.0", "--tag", "test",
-                        "--license", "MIT")
-        again = ok_json("publish", f"@local/{name}", "--version", "1.0.0", "--tag", "test",
-                        "--license", "MIT")
-        shown = ok("publish", f"@local/{name}", "--version", "1.0.0", "--tag", "test",
-                   "--license", "MIT")
+        first = ok_json(
+            "publish", f"@local/{name}", "--version", "1.0.0", "--tag", "test", "--license", "MIT"
+        )
+        again = ok_json(
+            "publish", f"@local/{name}", "--version", "1.0.0", "--tag", "test", "--license", "MIT"
+        )
+        shown = ok(
+            "publish", f"@local/{name}", "--version", "1.0.0", "--tag", "test", "--license", "MIT"
+        )
         mine = ok_json("atmo", "ls")
     assert first["ref"] == f"@alice.test/{name}"
     assert {first["entry"], first["label"]} <= set(first["created"])
@@ -230,8 +235,11 @@ def test_fast_path_handles_published_refs_identically(
         fake.create_account("alice.test").publish_dataset(
             atdata.storage.expand_urls(data), name="tiny", sample_type=CliReading
         )
-        for args in (["inspect", "@alice.test/tiny"], ["inspect", "@alice.test/tiny", "--json"],
-                     ["inspect", "@alice.test/none"]):
+        for args in (
+            ["inspect", "@alice.test/tiny"],
+            ["inspect", "@alice.test/tiny", "--json"],
+            ["inspect", "@alice.test/none"],
+        ):
             assert dispatch(list(args)) is not None  # handled on the fast path
             capsys.readouterr()
             fast = (main(args), *capsys.readouterr())
@@ -246,8 +254,11 @@ def test_fast_path_handles_published_refs_identically(
 def test_missing_credentials_is_one_line(tmp_path: Path) -> None:
     name = _name()
     ok_json("register", write(tmp_path / "data"), name)
-    for args in (["publish", f"@local/{name}"], ["publish", "x.tar", "--name", "x"],
-                 ["atmo", "ls"]):
+    for args in (
+        ["publish", f"@local/{name}"],
+        ["publish", "x.tar", "--name", "x"],
+        ["atmo", "ls"],
+    ):
         line = user_error(*args)
         for variable in ("ATDATA_HANDLE", "ATDATA_APP_PASSWORD", "ATDATA_SESSION", "ATDATA_PDS"):
             assert variable in line, line
@@ -283,9 +294,13 @@ def test_one_error_tree_and_the_testing_kit_re_exports() -> None:
 
     assert atdata.errors.AtmosphereError is atmosphere.AtmosphereError
     assert "AtmosphereError" in atdata.errors.__all__
-    for cls in (atmosphere.AtmosphereAuthError, atmosphere.RecordNotFoundError,
-                atmosphere.RecordConflictError, atmosphere.InvalidRecordError,
-                atmosphere.AtmosphereConnectionError):
+    for cls in (
+        atmosphere.AtmosphereAuthError,
+        atmosphere.RecordNotFoundError,
+        atmosphere.RecordConflictError,
+        atmosphere.InvalidRecordError,
+        atmosphere.AtmosphereConnectionError,
+    ):
         assert issubclass(cls, atdata.errors.AtmosphereError)
         assert cls.__name__ in (atdata.errors.__doc__ or "")
     assert atdata.testing.mock_atmosphere is atmosphere.mock_atmosphere
@@ -297,8 +312,14 @@ def test_one_error_tree_and_the_testing_kit_re_exports() -> None:
 
 
 def atdata_cmd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "atdata", *args], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "atdata", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_in_a_real_process(pds: dict[str, Any], tmp_path: Path) -> None:
@@ -310,11 +331,18 @@ def test_in_a_real_process(pds: dict[str, Any], tmp_path: Path) -> None:
     assert len(lines) == 1 and "ATDATA_APP_PASSWORD" in lines[0] and "ATDATA_PDS" in lines[0]
 
     name = _name()
-    done = atdata_cmd("publish", write(tmp_path / "data"), "--name", name, "--json",
-                      env={**env, **pds_env(pds, "alice.test")})
+    done = atdata_cmd(
+        "publish",
+        write(tmp_path / "data"),
+        "--name",
+        name,
+        "--json",
+        env={**env, **pds_env(pds, "alice.test")},
+    )
     assert done.returncode == 0, done.stderr
     entry = json.loads(done.stdout)["entry"]
-    done = atdata_cmd("inspect", f"@alice.test/{name}", "--json",
-                      env={**env, **pds_env(pds, "bob.test")})
+    done = atdata_cmd(
+        "inspect", f"@alice.test/{name}", "--json", env={**env, **pds_env(pds, "bob.test")}
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["dataset"] == entry

@@ -49,7 +49,9 @@ def both(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[tuple[int
 @pytest.mark.parametrize("columns", [40, 60, 80, 100, 200])
 @pytest.mark.parametrize("args", [[], ["--help"], ["-h"], ["--debug", "--help"]])
 def test_help_is_identical(
-    args: list[str], columns: int, monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    columns: int,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("COLUMNS", str(columns))
@@ -79,13 +81,21 @@ def test_version_is_identical(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["inspect", "DATA"], ["inspect", "DATA", "--json"], ["inspect", "-s", "DATA"],
-     ["inspect", "DATA", "--shards", "--json"], ["inspect", "MISSING"],
-     ["inspect", "MISSING", "--json"], ["inspect", "@local/nope"]],
+    [
+        ["inspect", "DATA"],
+        ["inspect", "DATA", "--json"],
+        ["inspect", "-s", "DATA"],
+        ["inspect", "DATA", "--shards", "--json"],
+        ["inspect", "MISSING"],
+        ["inspect", "MISSING", "--json"],
+        ["inspect", "@local/nope"],
+    ],
     ids=" ".join,
 )
 def test_inspect_is_identical(
-    args: list[str], dataset: str, monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    dataset: str,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("COLUMNS", "100")
@@ -105,9 +115,17 @@ def test_debug_raises_on_the_fast_path_too(dataset: str) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["inspect"], ["inspect", "--help"], ["inspect", "a", "b"], ["inspect", "a", "--limit", "3"],
-     ["inspect", "--", "-a"], ["ls"], ["schema", "show", "x"], ["--help", "inspect"],
-     ["--version", "inspect", "x"]],
+    [
+        ["inspect"],
+        ["inspect", "--help"],
+        ["inspect", "a", "b"],
+        ["inspect", "a", "--limit", "3"],
+        ["inspect", "--", "-a"],
+        ["ls"],
+        ["schema", "show", "x"],
+        ["--help", "inspect"],
+        ["--version", "inspect", "x"],
+    ],
     ids=" ".join,
 )
 def test_other_shapes_go_to_the_typer_app(args: list[str]) -> None:

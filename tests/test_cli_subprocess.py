@@ -103,15 +103,27 @@ def loaded_modules(args: list[str], env: dict[str, str]) -> dict[str, Any]:
         f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
         "sys.stderr.write('\\n' + json.dumps({'rc': rc, 'heavy': heavy}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     return json.loads(done.stderr.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], [], ["inspect", "--help"], ["inspect", "DATASET"],
-     ["inspect", "DATASET", "--json"], ["ls"]],
+    [
+        ["--help"],
+        [],
+        ["inspect", "--help"],
+        ["inspect", "DATASET"],
+        ["inspect", "DATASET", "--json"],
+        ["ls"],
+    ],
     ids=lambda a: " ".join(a) or "(no arguments)",
 )
 def test_fast_commands_import_nothing_heavy(

@@ -250,7 +250,11 @@ def test_batch_stacking_matches_numpy() -> None:
     np.testing.assert_array_equal(batch.image, np.stack(same))
     assert batch.image.dtype == np.int16 and batch.image.flags.writeable
     assert batch.mask.shape == (5,)  # 0-d arrays stack too
-    mixed = SampleBatch([Img(image=np.zeros((2, 2)), label="a", score=0.0),
-                         Img(image=np.zeros((3, 2)), label="b", score=0.0)])
+    mixed = SampleBatch(
+        [
+            Img(image=np.zeros((2, 2)), label="a", score=0.0),
+            Img(image=np.zeros((3, 2)), label="b", score=0.0),
+        ]
+    )
     with pytest.raises(ValueError, match="same shape"):
         mixed.image  # noqa: B018

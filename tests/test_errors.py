@@ -36,7 +36,8 @@ class Thing:
 
 def test_every_error_is_an_atdata_error() -> None:
     classes = [
-        obj for name in errors.__all__
+        obj
+        for name in errors.__all__
         if inspect.isclass(obj := getattr(errors, name)) and issubclass(obj, BaseException)
     ]
     assert len(classes) >= 15

@@ -211,9 +211,17 @@ HOSTILE_BODIES = {
 
 def _deep(depth: int) -> bytes:
     # a map whose "label" is an array nested ``depth`` deep, written by hand
-    return b"\x83" + msgspec.msgpack.encode("label") + b"\x91" * depth + b"\xc0" + (
-        msgspec.msgpack.encode("score") + msgspec.msgpack.encode(1.0)
-        + msgspec.msgpack.encode("image") + msgspec.msgpack.encode(b"")
+    return (
+        b"\x83"
+        + msgspec.msgpack.encode("label")
+        + b"\x91" * depth
+        + b"\xc0"
+        + (
+            msgspec.msgpack.encode("score")
+            + msgspec.msgpack.encode(1.0)
+            + msgspec.msgpack.encode("image")
+            + msgspec.msgpack.encode(b"")
+        )
     )
 
 
@@ -232,11 +240,23 @@ def _deep(depth: int) -> bytes:
 def test_hostile_sample_bodies(tmp_path: Path, body: bytes) -> None:
     url = str(tmp_path / "h-000000.tar")
     with ShardWriter(str(tmp_path / "h-%06d.tar"), manifest=False) as sink:
-        sink.write({"__key__": "good_0", "msgpack": msgspec.msgpack.encode(
-            {"image": _npy("|u1", "(0,)"), "label": "ok", "score": 1.0})})
+        sink.write(
+            {
+                "__key__": "good_0",
+                "msgpack": msgspec.msgpack.encode(
+                    {"image": _npy("|u1", "(0,)"), "label": "ok", "score": 1.0}
+                ),
+            }
+        )
         sink.write({"__key__": "bad", "msgpack": body})
-        sink.write({"__key__": "good_1", "msgpack": msgspec.msgpack.encode(
-            {"image": _npy("|u1", "(0,)"), "label": "ok", "score": 2.0})})
+        sink.write(
+            {
+                "__key__": "good_1",
+                "msgpack": msgspec.msgpack.encode(
+                    {"image": _npy("|u1", "(0,)"), "label": "ok", "score": 2.0}
+                ),
+            }
+        )
     for reader in readers(url, with_manifest=False).values():
         only_atdata_errors(reader, url)
     with time_bound():
@@ -249,8 +269,13 @@ def test_hostile_sample_bodies(tmp_path: Path, body: bytes) -> None:
 
 @pytest.mark.parametrize(
     ("column", "value"),
-    [("__size__", 10**15), ("__size__", 0), ("__size__", -5), ("__offset__", -1024),
-     ("__offset__", 10**12)],
+    [
+        ("__size__", 10**15),
+        ("__size__", 0),
+        ("__size__", -5),
+        ("__offset__", -1024),
+        ("__offset__", 10**12),
+    ],
 )
 def test_manifest_offsets_and_sizes_that_lie(
     pristine: tuple[bytes, Path], tmp_path: Path, column: str, value: int

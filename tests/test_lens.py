@@ -78,8 +78,9 @@ def same_photo(a: Photo, b: Photo) -> bool:
 # -- laws -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ln", [photo_to_labelled, photo_to_labelled >> labelled_to_label],
-                         ids=["single", "composed"])
+@pytest.mark.parametrize(
+    "ln", [photo_to_labelled, photo_to_labelled >> labelled_to_label], ids=["single", "composed"]
+)
 def test_get_put_law(ln: Lens) -> None:
     """Putting back what you got changes nothing."""
     s = photo()

@@ -44,12 +44,18 @@ class Item:
     name: str
 
 
-def write(root: Path, n: int = N, per_shard: int = 15, *, start: int = 0,
-          manifest: bool = True, shape: tuple[int, ...] = (2, 2)) -> list[str]:
+def write(
+    root: Path,
+    n: int = N,
+    per_shard: int = 15,
+    *,
+    start: int = 0,
+    manifest: bool = True,
+    shape: tuple[int, ...] = (2, 2),
+) -> list[str]:
     with ShardWriter(str(root / "s-%04d.tar"), maxcount=per_shard, manifest=manifest) as sink:
         for i in range(start, start + n):
-            sink.write(Item(image=np.full(shape, i, np.int32), label=i, score=i / 10,
-                            name=f"n{i}"))
+            sink.write(Item(image=np.full(shape, i, np.int32), label=i, score=i / 10, name=f"n{i}"))
     return sink.shards
 
 
@@ -258,8 +264,9 @@ def test_stateful_dataloader_resumes_exactly_inside_workers(
 
 def test_shards_without_manifests_are_scanned_and_still_balanced(tmp_path: Path) -> None:
     urls = write(tmp_path, manifest=False)
-    per_rank = [labels(atdata.Dataset[Item](urls, rank=r, world_size=2).shuffled(seed=0))
-                for r in range(2)]
+    per_rank = [
+        labels(atdata.Dataset[Item](urls, rank=r, world_size=2).shuffled(seed=0)) for r in range(2)
+    ]
     assert [len(p) for p in per_rank] == [N // 2, N // 2]
     assert len(set(per_rank[0]) | set(per_rank[1])) == 2 * (N // 2)
 

@@ -169,22 +169,35 @@ def test_malformed_ingest_bodies(
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                                  max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 EVENTISH = st.fixed_dictionaries(
     {"bucket": st.sampled_from(["bkt", ""]), "action": st.sampled_from(["PutObject", "x"])},
-    optional={"object": st.dictionaries(st.sampled_from(["key", "eTag", "size"]), JSON),
-              "eventTime": JSON, "copySource": JSON},
+    optional={
+        "object": st.dictionaries(st.sampled_from(["key", "eTag", "size"]), JSON),
+        "eventTime": JSON,
+        "copySource": JSON,
+    },
 )
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(st.binary(max_size=200), JSON.map(json.dumps).map(str.encode),
-                      EVENTISH.map(json.dumps).map(str.encode)),
-       route=st.sampled_from(["/ingest", "/jobs"]))
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        JSON.map(json.dumps).map(str.encode),
+        EVENTISH.map(json.dumps).map(str.encode),
+    ),
+    route=st.sampled_from(["/ingest", "/jobs"]),
+)
 def test_fuzzed_bodies_get_a_4xx_or_are_accepted_never_a_500(
     client: TestClient, body: bytes, route: str
 ) -> None:

@@ -320,17 +320,16 @@ def test_partial_failure_then_retry(items: atdata.Dataset[Item], tmp_path: Path)
     assert job_status(prefix).failed[0].attempts == 2
 
     flag.unlink()  # the cause is fixed
-    out = items.map(fragile, output_prefix=prefix, shards=e.failed_shards, retry=True,
-                    executor="inline")
+    out = items.map(
+        fragile, output_prefix=prefix, shards=e.failed_shards, retry=True, executor="inline"
+    )
     assert len(keyed(out)) == 40
     status = job_status(prefix)
     assert status.complete and status.dead_letters == []
     assert [s.attempts for s in status.shards] == [1, 3, 1, 1]
 
 
-def test_on_error_skip_counts_and_records_keys(
-    items: atdata.Dataset[Item], tmp_path: Path
-) -> None:
+def test_on_error_skip_counts_and_records_keys(items: atdata.Dataset[Item], tmp_path: Path) -> None:
     def picky(item: Item) -> Doubled:
         if item.x in (3, 17, 18):
             raise ValueError("bad sample")
@@ -517,10 +516,10 @@ def test_incompatible_job_in_the_same_prefix_is_refused(
 
 def test_shards_option_checks_its_urls(items: atdata.Dataset[Item], tmp_path: Path) -> None:
     with pytest.raises(ProcessingError, match="not shards of this dataset"):
-        items.map(double, output_prefix=str(tmp_path / "o"), shards=["nope.tar"],
-                  executor="inline")
-    out = items.map(double, output_prefix=str(tmp_path / "o"), shards=items.shards[1:2],
-                    executor="inline")
+        items.map(double, output_prefix=str(tmp_path / "o"), shards=["nope.tar"], executor="inline")
+    out = items.map(
+        double, output_prefix=str(tmp_path / "o"), shards=items.shards[1:2], executor="inline"
+    )
     assert out.shards == [str(tmp_path / "o" / "items-001.tar")]
 
 
@@ -579,8 +578,9 @@ def test_map_traces_the_job_and_each_shard(items: atdata.Dataset[Item], tmp_path
     job = next(s for s in spans if s.name == "map_job")
     shard_spans = [s for s in spans if s.name == "process_shard"]
     assert len(shard_spans) == 4
-    assert all(s.parent is not None and s.parent.span_id == job.context.span_id
-               for s in shard_spans)
+    assert all(
+        s.parent is not None and s.parent.span_id == job.context.span_id for s in shard_spans
+    )
 
 
 # -- a job killed midway --------------------------------------------------------------------
@@ -608,9 +608,7 @@ def test_resume_after_the_job_is_killed_redoes_no_committed_shard(tmp_path: Path
     prefix = tmp_path / "out"
     script = tmp_path / "job.py"
     tests = str(Path(__file__).parent)
-    script.write_text(
-        _KILLED_JOB.format(src=SRC, tests=tests, urls=ds.shards, prefix=str(prefix))
-    )
+    script.write_text(_KILLED_JOB.format(src=SRC, tests=tests, urls=ds.shards, prefix=str(prefix)))
     proc = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
     try:
         deadline = time.monotonic() + 60
@@ -705,13 +703,15 @@ def test_functions_and_types_defined_in_main_work_on_every_executor(tmp_path: Pa
     script.write_text(_MAIN_SCRIPT.format(src=SRC, data=str(tmp_path)))
     done = subprocess.run(
         [sys.executable, "-W", "error", str(script), "inline", "local", "dask", "modal"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout.strip().splitlines()[-1])
     expected = {f"pt{i}": [f"p{i}", i * i] for i in range(6)}
-    assert results == {"inline": expected, "local": expected, "dask": expected,
-                       "modal": expected}
+    assert results == {"inline": expected, "local": expected, "dask": expected, "modal": expected}
 
 
 def test_script_guard_note_is_in_the_local_executor_docs() -> None:

@@ -130,7 +130,10 @@ def dask_client() -> Iterator[Any]:
 
     cluster = LocalCluster(
         # ":0": a free port for its HTTP server; the default 8787 may be taken (a warning)
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
         silence_logs=40,
     )
     client = Client(cluster)
@@ -279,7 +282,9 @@ def test_a_dask_client_can_be_passed_as_the_executor(
 
 @pytest.mark.parametrize("executor_name", ["local", "dask"])
 def test_a_worker_killed_mid_shard_fails_only_that_shard(
-    executor_name: str, readings: atdata.Dataset[Reading], tmp_path: Path,
+    executor_name: str,
+    readings: atdata.Dataset[Reading],
+    tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
     if executor_name == "local":
@@ -344,9 +349,7 @@ def test_worker_lost_error_is_a_processing_error() -> None:
 
 def test_map_from_and_to_s3(s3_bucket: str, tmp_path: Path) -> None:
     local = write_readings(tmp_path / "in", shards=2, per_shard=6)
-    remote = atdata.Dataset[Reading](
-        [f"{s3_bucket}/in/{Path(u).name}" for u in local.shards]
-    )
+    remote = atdata.Dataset[Reading]([f"{s3_bucket}/in/{Path(u).name}" for u in local.shards])
     for url, path in zip(remote.shards, local.shards, strict=True):
         for suffix in (".tar", ".manifest.parquet", ".manifest.json"):
             src = path[: -len(".tar")] + suffix
@@ -377,7 +380,10 @@ def _task_for(ds: atdata.Dataset[Reading], fn: Any, output: Path) -> ShardTask:
         fn=proc, stored_type=Reading, transform=ds.transform_one, output_type=Summary, name="t"
     )
     return ShardTask(
-        job_id="job", task_id="t", input_url=ds.shards[0], output_url=str(output),
+        job_id="job",
+        task_id="t",
+        input_url=ds.shards[0],
+        output_url=str(output),
         payload=dumps(payload),
     )
 
@@ -404,8 +410,13 @@ def test_processor_registers_a_modal_function_with_its_resources(
 
     (kwargs,) = calls
     assert kwargs == {
-        "serialized": True, "name": "embed", "cpu": 2.0, "memory": 4096, "gpu": "A10G",
-        "timeout": 900, "secrets": [secret],
+        "serialized": True,
+        "name": "embed",
+        "cpu": 2.0,
+        "memory": 4096,
+        "gpu": "A10G",
+        "timeout": 900,
+        "secrets": [secret],
     }
     fn = embed.modal_function
     assert isinstance(fn, modal.Function)

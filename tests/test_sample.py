@@ -112,7 +112,11 @@ def test_int_is_accepted_for_float_field() -> None:
 
 def test_numpy_scalars_are_accepted() -> None:
     s = Scalars(
-        text="a", number=np.int64(7), real=np.float32(0.5), flag=np.bool_(True), blob=b"",
+        text="a",
+        number=np.int64(7),
+        real=np.float32(0.5),
+        flag=np.bool_(True),
+        blob=b"",
         when=dt.datetime(2020, 1, 1),
     )
     back = roundtrip(s)
@@ -122,8 +126,13 @@ def test_numpy_scalars_are_accepted() -> None:
 
 def test_containers_round_trip() -> None:
     s = Containers(
-        names=["a", "b"], counts=[1, 2, 3], reals=[0.5, 1], nested=[[1], [], [2, 3]],
-        weights={"w": 1.5}, groups={"g": ["x", "y"]}, flags=[True, False],
+        names=["a", "b"],
+        counts=[1, 2, 3],
+        reals=[0.5, 1],
+        nested=[[1], [], [2, 3]],
+        weights={"w": 1.5},
+        groups={"g": ["x", "y"]},
+        flags=[True, False],
     )
     assert roundtrip(s) == s
 
@@ -134,9 +143,7 @@ def test_empty_containers_round_trip() -> None:
 
 
 def test_tuple_is_accepted_for_list_field() -> None:
-    s = Containers(
-        names=("a",), counts=[], reals=[], nested=[], weights={}, groups={}, flags=[]
-    )
+    s = Containers(names=("a",), counts=[], reals=[], nested=[], weights={}, groups={}, flags=[])
     assert roundtrip(s).names == ["a"]
 
 
@@ -167,8 +174,7 @@ def test_arrays_round_trip(array: np.ndarray) -> None:
 
 
 def test_array_bytes_are_exactly_numpy_save() -> None:
-    for array in (np.arange(6, dtype=np.float32).reshape(2, 3),
-                  np.asfortranarray(np.ones((3, 2)))):
+    for array in (np.arange(6, dtype=np.float32).reshape(2, 3), np.asfortranarray(np.ones((3, 2)))):
         buf = io.BytesIO()
         np.save(buf, array)
         assert _npy.encode_ndarray(array) == buf.getvalue()
@@ -191,8 +197,11 @@ def test_decoded_arrays_are_writable_and_independent(shape: tuple[int, ...]) -> 
 def test_optional_and_nested_arrays_round_trip() -> None:
     arr = np.arange(5, dtype=np.int64)
     s = Arrays(
-        image=np.zeros((2, 2), np.uint8), plain=arr, maybe=arr * 2,
-        stack=[arr, arr + 1], named={"a": arr.astype(np.float32)},
+        image=np.zeros((2, 2), np.uint8),
+        plain=arr,
+        maybe=arr * 2,
+        stack=[arr, arr + 1],
+        named={"a": arr.astype(np.float32)},
     )
     back = roundtrip(s)
     np.testing.assert_array_equal(back.maybe, arr * 2)
@@ -213,8 +222,14 @@ def test_defaults_and_optionals() -> None:
 def test_packed_is_a_msgpack_map_of_fields() -> None:
     s = WithDefaults(label="a", score=1.0)
     raw = msgspec.msgpack.decode(s.packed)
-    assert raw == {"label": "a", "score": 1.0, "note": None, "tags": ["x"], "color": "red",
-                   "level": 1}
+    assert raw == {
+        "label": "a",
+        "score": 1.0,
+        "note": None,
+        "tags": ["x"],
+        "color": "red",
+        "level": 1,
+    }
 
 
 def test_packed_is_deterministic() -> None:
@@ -266,7 +281,12 @@ def test_schema_fields_and_version() -> None:
     assert schema.name == "Scalars" and schema.version == "1.0.0"
     assert schema.field_names == ["text", "number", "real", "flag", "blob", "when"]
     assert [str(f.type) for f in schema.fields] == [
-        "str", "int", "float", "bool", "bytes", "datetime",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "bytes",
+        "datetime",
     ]
     assert Versioned.__schema__.version == "1.1.0"
     assert atdata.schema_of(Versioned) is Versioned.__schema__
@@ -276,8 +296,13 @@ def test_schema_types_of_containers_optionals_and_enums() -> None:
     types = {f.name: str(f.type) for f in Containers.__schema__.fields}
     assert types["nested"] == "list[list[int]]" and types["groups"] == "dict[str, list[str]]"
     types = {f.name: str(f.type) for f in Arrays.__schema__.fields}
-    assert types == {"image": "ndarray", "plain": "ndarray", "maybe": "ndarray | None",
-                     "stack": "list[ndarray]", "named": "dict[str, ndarray]"}
+    assert types == {
+        "image": "ndarray",
+        "plain": "ndarray",
+        "maybe": "ndarray | None",
+        "stack": "list[ndarray]",
+        "named": "dict[str, ndarray]",
+    }
     types = {f.name: str(f.type) for f in WithDefaults.__schema__.fields}
     assert types["color"] == "enum['red', 'green']" and types["level"] == "enum[1, 2]"
     assert WithDefaults.__schema__.field("note").optional
@@ -304,7 +329,10 @@ def test_manifest_kinds_follow_annotations() -> None:
         note: Annotated[str, atdata.ManifestField(indexed=False)]
 
     assert Image.__schema__.manifest_fields == {
-        "label": "categorical", "confidence": "numeric", "tags": "set", "when": "numeric",
+        "label": "categorical",
+        "confidence": "numeric",
+        "tags": "set",
+        "when": "numeric",
         "site": "categorical",
     }
 
@@ -429,7 +457,8 @@ def test_wrong_element_types_are_refused_at_write(field: str, value: Any, where:
 
 def test_array_field_given_a_non_array_value() -> None:
     assert Arrays.from_bytes(Arrays(image=[1, 2], plain=np.zeros(1)).packed).image.tolist() == [
-        1, 2
+        1,
+        2,
     ]
     with pytest.raises(SchemaError, match=r"Arrays.image"):
         _ = Arrays(image=None, plain=np.zeros(1)).packed
@@ -441,9 +470,9 @@ def test_reserved_names_and_bad_versions_are_refused() -> None:
     with pytest.raises(SchemaError, match="semantic version"):
         atdata.packable(version="1.0")
     with pytest.raises(SchemaError, match="slots"):
-        atdata.packable(dataclasses.dataclass(slots=True)(
-            type("Slotted", (), {"__annotations__": {"a": int}})
-        ))
+        atdata.packable(
+            dataclasses.dataclass(slots=True)(type("Slotted", (), {"__annotations__": {"a": int}}))
+        )
 
 
 def test_schema_of_a_plain_class() -> None:

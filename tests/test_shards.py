@@ -56,7 +56,9 @@ def read_all(url: str, decode=Item.from_bytes, **kw):  # type: ignore[no-untyped
 def test_pattern_and_maxcount(tmp_path: Path) -> None:
     shards = write(str(tmp_path / "out" / "shard-%06d.tar"), 25, maxcount=10)
     assert [os.path.basename(s) for s in shards] == [
-        "shard-000000.tar", "shard-000001.tar", "shard-000002.tar",
+        "shard-000000.tar",
+        "shard-000001.tar",
+        "shard-000002.tar",
     ]
     counts = [len(read_all(s)) for s in shards]
     assert counts == [10, 10, 5]
@@ -97,7 +99,11 @@ def test_accepts_samples_records_dicts(tmp_path: Path) -> None:
         k4 = sink.write({"image": arr, "label": "d", "index": 4})
         k5 = sink.write(DictSample.from_bytes(item(5).packed, key="from-dict"))
     assert [k1, k2, k3, k4, k5] == [
-        "sample_00000000", "sample_00000001", "raw", "sample_00000003", "from-dict",
+        "sample_00000000",
+        "sample_00000001",
+        "raw",
+        "sample_00000003",
+        "from-dict",
     ]
     got = read_all(url)
     assert [s.index for s in got] == [1, 2, 3, 4, 5]
@@ -491,8 +497,9 @@ def test_write_errors_surface_and_leave_nothing(
 ) -> None:
     import atdata.shards.writer as writer_module
 
-    monkeypatch.setattr(writer_module, "open", lambda path, *a, **k: _FailingFile(path, "w"),
-                        raising=False)
+    monkeypatch.setattr(
+        writer_module, "open", lambda path, *a, **k: _FailingFile(path, "w"), raising=False
+    )
     pattern = str(tmp_path / "s-%06d.tar")
     with pytest.raises(ShardError, match="No space left on device"):  # noqa: SIM117
         with ShardWriter(pattern, manifest=False) as sink:

@@ -86,7 +86,9 @@ def test_local_write_is_atomic(tmp_path: Path) -> None:
 
 
 def test_sibling() -> None:
-    assert sibling("s3://b/shard-000042.tar", ".manifest.json") == "s3://b/shard-000042.manifest.json"
+    assert (
+        sibling("s3://b/shard-000042.tar", ".manifest.json") == "s3://b/shard-000042.manifest.json"
+    )
 
 
 # -- URL expansion ----------------------------------------------------------------------
@@ -139,7 +141,9 @@ def test_s3_write_and_read(s3_bucket: str) -> None:
     # no temporary objects are left in the bucket
     store, path = store_for(s3_bucket)
     assert sorted(p.rsplit("/", 1)[1] for p in store.list(f"{path}/train/*")) == [
-        "s-000000.tar", "s-000001.tar", "s-000002.tar",
+        "s-000000.tar",
+        "s-000001.tar",
+        "s-000002.tar",
     ]
 
 

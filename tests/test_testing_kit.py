@@ -58,7 +58,7 @@ def test_assert_datasets_equal_finds_the_difference(make_dataset) -> None:
         assert_datasets_equal(a, d)
 
 
-USER_TEST = '''
+USER_TEST = """
 import numpy as np
 import pytest
 import atdata
@@ -93,7 +93,7 @@ def test_s3(s3_bucket):
                                  confidence=0.5, tags=[]))
     ds = atdata.Dataset[ExampleSample](s3_bucket + "/x-000000.tar")
     assert [s.label for s in ds] == ["a"]
-'''
+"""
 
 
 def test_plugin_fixtures_from_a_user_test_module(pytester: pytest.Pytester) -> None:

@@ -71,9 +71,10 @@ def test_untyped_samples_cross_worker_processes(shards: list[str]) -> None:
 def test_batches_through_a_dataloader(shards: list[str]) -> None:
     ds = atdata.Dataset[Tensorish](shards)
     loader = DataLoader(
-        ds, batch_size=8, num_workers=2, collate_fn=lambda b: torch.from_numpy(
-            np.stack([s.image for s in b])
-        ),
+        ds,
+        batch_size=8,
+        num_workers=2,
+        collate_fn=lambda b: torch.from_numpy(np.stack([s.image for s in b])),
     )
     batches = list(loader)
     assert sum(b.shape[0] for b in batches) == N

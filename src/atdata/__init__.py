@@ -78,8 +78,23 @@ __all__ = sorted(_EXPORTS)
 
 # subpackages reachable as attributes without an explicit import (atdata.manifest.build)
 _SUBMODULES = frozenset(
-    {"atmosphere", "errors", "index", "lens", "loader", "manifest", "modal", "observability",
-     "pipeline", "processing", "sample", "shards", "storage", "testing", "torch"}
+    {
+        "atmosphere",
+        "errors",
+        "index",
+        "lens",
+        "loader",
+        "manifest",
+        "modal",
+        "observability",
+        "pipeline",
+        "processing",
+        "sample",
+        "shards",
+        "storage",
+        "testing",
+        "torch",
+    }
 )
 
 

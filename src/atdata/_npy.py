@@ -157,9 +157,7 @@ def decode_ndarray(
         _PARSED[prefix] = parsed
     dtype, shape, fortran, _count, nbytes = parsed
     if len(view) - start < nbytes:
-        raise NpyFormatError(
-            f"truncated .npy data: need {nbytes} bytes, have {len(view) - start}"
-        )
+        raise NpyFormatError(f"truncated .npy data: need {nbytes} bytes, have {len(view) - start}")
     # positional arguments only: numpy parses keywords noticeably slower
     copy_order: Literal["C", "F"]
     if fortran:

@@ -51,9 +51,7 @@ def is_published_ref(ref: str) -> bool:
         >>> is_published_ref("@local/mnist")
         False
     """
-    return ref.startswith("at://") or (
-        ref.startswith("@") and not is_local_ref(ref) and "/" in ref
-    )
+    return ref.startswith("at://") or (ref.startswith("@") and not is_local_ref(ref) and "/" in ref)
 
 
 def ref_kind(ref: str) -> str:

@@ -226,8 +226,9 @@ class Dataset(Generic[T]):
             >>> for batch in ds.ordered(batch_size=64):
             ...     train_step(batch.image)
         """
-        return self._view_of(shuffle=False, seed=0, buffer_size=1, batch_size=batch_size,
-                             drop_last=drop_last)
+        return self._view_of(
+            shuffle=False, seed=0, buffer_size=1, batch_size=batch_size, drop_last=drop_last
+        )
 
     def shuffled(
         self,
@@ -257,8 +258,13 @@ class Dataset(Generic[T]):
             >>> loader = torch.utils.data.DataLoader(view, batch_size=None, num_workers=4)
             >>> view.set_epoch(1)
         """
-        return self._view_of(shuffle=True, seed=seed, buffer_size=buffer_size,
-                             batch_size=batch_size, drop_last=drop_last)
+        return self._view_of(
+            shuffle=True,
+            seed=seed,
+            buffer_size=buffer_size,
+            batch_size=batch_size,
+            drop_last=drop_last,
+        )
 
     def _view_of(self, **order: Any) -> DatasetView:
         # one index per dataset: its views (and their copies in DataLoader
@@ -357,7 +363,7 @@ class Dataset(Generic[T]):
             >>> hits = ds.query(where=lambda m: m.label == "dog")
             >>> sample = ds.get_sample(hits[0])
         """
-        (_, sample), = read_samples([location], decoder_for(self._source.stored_type))
+        ((_, sample),) = read_samples([location], decoder_for(self._source.stored_type))
         return self.transform_one(sample)
 
     def transform_one(self, sample: Any) -> T:
@@ -442,8 +448,11 @@ def _rebuild_dataset(sample_type: type, state: dict[str, Any]) -> Dataset[Any]:
 
 @functools.cache
 def _typed_dataset_class(base: type, sample_type: type) -> type:
-    return type(f"Dataset[{sample_type.__name__}]", (base,), {"sample_type": sample_type,
-                                                            "__module__": __name__})
+    return type(
+        f"Dataset[{sample_type.__name__}]",
+        (base,),
+        {"sample_type": sample_type, "__module__": __name__},
+    )
 
 
 # -- Hugging Face-style loading -------------------------------------------------------

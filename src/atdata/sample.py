@@ -207,7 +207,7 @@ class Schema:
             if f.has_default or f.optional:
                 namespace[f.name] = None
         # keyword-only, so a field with a default may precede one without
-        cls = dataclasses.dataclass(kw_only=True)(type(self.name, (), namespace))
+        cls: type[Any] = dataclasses.dataclass(kw_only=True)(type(self.name, (), namespace))
         return packable(cls, version=self.version)
 
 
@@ -368,9 +368,7 @@ def _container_checker(cls_name: str, spec: FieldSpec) -> Callable[[Any], Any]:
             return value
         found = _problem(ft, value, f"{cls_name}.{spec.name}")
         if found is not None:
-            raise SchemaError(
-                f"{found}: expected {ft}. Convert the value before writing."
-            )
+            raise SchemaError(f"{found}: expected {ft}. Convert the value before writing.")
         return value
 
     return check
@@ -523,7 +521,7 @@ class _Codec:
         values = msgspec.structs.asdict(wire)
         for name, convert in array_fields:
             values[name] = convert(values[name])
-        obj = object.__new__(self.cls)
+        obj: Any = object.__new__(self.cls)
         obj.__dict__.update(values)
         obj.__dict__["__key__"] = key
         return obj
@@ -552,9 +550,7 @@ class _Codec:
             raise exc from None
         if not isinstance(raw, dict):
             return SchemaError(f"sample is not a msgpack map ({exc})")
-        required = {
-            f.name for f in self.schema.fields if not f.has_default and not f.optional
-        }
+        required = {f.name for f in self.schema.fields if not f.has_default and not f.optional}
         missing = sorted(required - raw.keys())
         unexpected = sorted(raw.keys() - set(self.names))
         match = re.search(r"at `\$\.([^`\[]+)", str(exc))
@@ -603,7 +599,7 @@ class PackableSample(abc.ABC):
 
     def with_key(self: T, key: str) -> T:
         """Give this sample a key (used by ``ShardWriter``); returns the sample."""
-        self.__dict__["__key__"] = key  # type: ignore[attr-defined]
+        self.__dict__["__key__"] = key
         return self
 
 
@@ -677,7 +673,9 @@ def packable(cls: type[T] | None = None, /, *, version: str = "1.0.0") -> Any:
             elif setting.kind is not None:
                 if ftype.has_arrays or ftype.kind in ("bytes", "dict"):
                     raise UnsupportedFieldTypeError(
-                        cls.__name__, dc_field.name, hints[dc_field.name],
+                        cls.__name__,
+                        dc_field.name,
+                        hints[dc_field.name],
                         "arrays, bytes and dicts cannot be manifest fields",
                     )
                 kind = setting.kind
@@ -736,8 +734,9 @@ class DictSample(MutableMapping[str, Any]):
     __slots__ = ("__key__", "_data")
 
     def __init__(self, data: Mapping[str, Any], key: str | None = None) -> None:
-        self._data = {k: _npy.decode_ndarray(bytearray(v)) if _npy.is_npy(v) else v
-                      for k, v in data.items()}
+        self._data = {
+            k: _npy.decode_ndarray(bytearray(v)) if _npy.is_npy(v) else v for k, v in data.items()
+        }
         self.__key__ = key
 
     @classmethod

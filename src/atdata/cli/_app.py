@@ -32,9 +32,7 @@ __all__ = ["app", "run"]
 
 _DEBUG = "atdata.debug"
 
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print the result as JSON (for scripts).")
-]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
 TargetArg = Annotated[
     str,
     typer.Argument(
@@ -142,8 +140,11 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": MAX_WIDT
 
 def _example(*lines: str) -> str:
     """An epilog that the help formatter prints as written (``\\b`` stops rewrapping)."""
-    return "\b\nExample" + ("s" if len(lines) > 1 else "") + ":\n" + "\n".join(
-        f"  {line}" for line in lines
+    return (
+        "\b\nExample"
+        + ("s" if len(lines) > 1 else "")
+        + ":\n"
+        + "\n".join(f"  {line}" for line in lines)
     )
 
 
@@ -388,8 +389,13 @@ def query(
     ] = False,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", "-n", min=0, help="Show at most this many matches (0: all). "
-                     "Default: 20 in the table, all with --json."),
+        typer.Option(
+            "--limit",
+            "-n",
+            min=0,
+            help="Show at most this many matches (0: all). "
+            "Default: 20 in the table, all with --json.",
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -400,8 +406,12 @@ def query(
     """
     from atdata.cli import _query
 
-    result = _query.run(target, where, count_only=count, limit=limit if as_json else (
-        20 if limit is None else limit))
+    result = _query.run(
+        target,
+        where,
+        count_only=count,
+        limit=limit if as_json else (20 if limit is None else limit),
+    )
     if as_json:
         _emit(result)
     else:
@@ -451,9 +461,7 @@ def register(
     target: TargetArg,
     name: Annotated[
         str,
-        typer.Argument(
-            help="The name to register, then used as @local/NAME.", show_default=False
-        ),
+        typer.Argument(help="The name to register, then used as @local/NAME.", show_default=False),
     ],
     description: Annotated[
         str, typer.Option("--description", "-d", help="Free text shown by `atdata ls`.")
@@ -545,7 +553,11 @@ def publish(
     from atdata.cli import _publish
 
     result = _publish.publish(
-        source, name=name, storage=storage.value, version=version, tags=tags or [],
+        source,
+        name=name,
+        storage=storage.value,
+        version=version,
+        tags=tags or [],
         license=license,
     )
     if as_json:

@@ -166,14 +166,23 @@ def render_listing(result: Mapping[str, Any]) -> None:
         title.append(f"  ({result['repo']})", style="dim")
     out.print(title)
     if not any(result[k] for k in ("labels", "datasets", "schemas", "lenses")):
-        out.print(Text("Nothing published yet. Publish a dataset with "
-                       "`atdata publish @local/NAME` or `atdata publish PATH --name NAME`.",
-                       style="yellow"))
+        out.print(
+            Text(
+                "Nothing published yet. Publish a dataset with "
+                "`atdata publish @local/NAME` or `atdata publish PATH --name NAME`.",
+                style="yellow",
+            )
+        )
         return
 
     def table(name: str, *columns: str) -> Table:
-        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=name, title_justify="left",
-                  title_style="bold")
+        t = Table(
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            title=name,
+            title_justify="left",
+            title_style="bold",
+        )
         for i, column in enumerate(columns):
             t.add_column(column, overflow="fold", style="bold cyan" if i == 0 else None)
         return t
@@ -187,10 +196,12 @@ def render_listing(result: Mapping[str, Any]) -> None:
         t = table("datasets", "name", "storage", "shards", "samples", "size", "uri")
         for r in result["datasets"]:
             t.add_row(
-                str(r["name"]), r["storage"] or "?",
+                str(r["name"]),
+                r["storage"] or "?",
                 "?" if r["num_shards"] is None else f"{r['num_shards']:,}",
                 "?" if r["num_samples"] is None else f"{r['num_samples']:,}",
-                human_bytes(r["size_bytes"]), r["uri"],
+                human_bytes(r["size_bytes"]),
+                r["uri"],
             )
         out.print(t)
     if result["schemas"]:
@@ -203,5 +214,10 @@ def render_listing(result: Mapping[str, Any]) -> None:
         for r in result["lenses"]:
             t.add_row(str(r["name"]), r["getter"] or "?", r["uri"])
         out.print(t)
-        out.print(Text("Lenses are references to code, never run from a record: import the "
-                       "referenced code yourself to use one.", style="dim"))
+        out.print(
+            Text(
+                "Lenses are references to code, never run from a record: import the "
+                "referenced code yourself to use one.",
+                style="dim",
+            )
+        )

@@ -41,8 +41,12 @@ def dispatch(args: Sequence[str]) -> int | None:
         flags = [a for a in rest[1:] if a.startswith("-")]
         targets = [a for a in rest[1:] if not a.startswith("-")]
         if len(targets) == 1 and all(f in _INSPECT_FLAGS for f in flags):
-            return _inspect(targets[0], as_json="--json" in flags,
-                            all_shards=bool({"--shards", "-s"} & set(flags)), debug=debug)
+            return _inspect(
+                targets[0],
+                as_json="--json" in flags,
+                all_shards=bool({"--shards", "-s"} & set(flags)),
+                debug=debug,
+            )
     return None
 
 

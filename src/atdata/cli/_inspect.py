@@ -41,11 +41,18 @@ def gather(target: str) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for shard, header in zip(shards, headers, strict=True):
         if header is None:
-            rows.append({"url": shard, "num_samples": None, "size_bytes": sizes[shard],
-                         "manifest": False})
+            rows.append(
+                {"url": shard, "num_samples": None, "size_bytes": sizes[shard], "manifest": False}
+            )
         else:
-            rows.append({"url": shard, "num_samples": int(header.get("num_samples", 0)),
-                         "size_bytes": header.get("size_bytes"), "manifest": True})
+            rows.append(
+                {
+                    "url": shard,
+                    "num_samples": int(header.get("num_samples", 0)),
+                    "size_bytes": header.get("size_bytes"),
+                    "manifest": True,
+                }
+            )
     present = [h for h in headers if h is not None]
     schema = dataset_schema(present)
     if schema is None and resolved.record is not None:
@@ -68,7 +75,9 @@ def gather(target: str) -> dict[str, Any]:
         "url": target,
         "dataset": dataset,
         "description": description,
-        "published": None if published is None else {
+        "published": None
+        if published is None
+        else {
             "uri": published.uri,
             "cid": published.cid,
             "schema_uri": published.schema_uri,
@@ -116,8 +125,10 @@ def render(result: Mapping[str, Any], *, all_shards: bool = False) -> None:
     if result["num_samples"] is not None:
         samples = f"{result['num_samples']:,}"
     else:
-        samples = (f"≥ {result['num_samples_in_manifests']:,} "
-                   f"({manifests['missing']} shards without manifests not counted)")
+        samples = (
+            f"≥ {result['num_samples_in_manifests']:,} "
+            f"({manifests['missing']} shards without manifests not counted)"
+        )
     overview.add_row("samples", samples)
     sizes = [r["size_bytes"] for r in result["shards"] if r["size_bytes"] is not None]
     low, high = (human_bytes(min(sizes)), human_bytes(max(sizes))) if sizes else ("", "")
@@ -130,23 +141,38 @@ def render(result: Mapping[str, Any], *, all_shards: bool = False) -> None:
     overview.add_row(
         "manifests",
         Text(f"{manifests['present']:,} of {result['num_shards']:,} shards", style=style)
-        + (Text(f"  build the rest with `atdata manifest build {result['url']}`", style="dim")
-           if hint else Text("")),
+        + (
+            Text(f"  build the rest with `atdata manifest build {result['url']}`", style="dim")
+            if hint
+            else Text("")
+        ),
     )
     schema = result["schema"]
     if schema:
-        overview.add_row("schema", f"{schema.get('name')} {schema.get('version')}"
-                         + (f"  ({schema['module']})" if schema.get("module") else ""))
+        overview.add_row(
+            "schema",
+            f"{schema.get('name')} {schema.get('version')}"
+            + (f"  ({schema['module']})" if schema.get("module") else ""),
+        )
     if len(result["shard_schemas"]) > 1:
-        overview.add_row("", Text("shards hold several versions: "
-                                  + ", ".join(result["shard_schemas"]) + " (merged)",
-                                  style="yellow"))
+        overview.add_row(
+            "",
+            Text(
+                "shards hold several versions: " + ", ".join(result["shard_schemas"]) + " (merged)",
+                style="yellow",
+            ),
+        )
     out.print(overview)
 
     fields = result["fields"]
     if schema or fields:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="fields", title_justify="left",
-                      title_style="bold")
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            title="fields",
+            title_justify="left",
+            title_style="bold",
+        )
         table.add_column("field", style="bold", no_wrap=True)
         table.add_column("type", style="magenta")
         table.add_column("manifest")
@@ -156,19 +182,30 @@ def render(result: Mapping[str, Any], *, all_shards: bool = False) -> None:
             name = spec.get("name")
             listed.add(name)
             stats = fields.get(name)
-            table.add_row(str(name), str(spec.get("type")), str(spec.get("manifest") or "-"),
-                          describe_stats(stats) if stats else "")
+            table.add_row(
+                str(name),
+                str(spec.get("type")),
+                str(spec.get("manifest") or "-"),
+                describe_stats(stats) if stats else "",
+            )
         for name, stats in fields.items():
             if name not in listed:
-                table.add_row(name, str(stats.get("type")), str(stats.get("kind")),
-                              describe_stats(stats))
+                table.add_row(
+                    name, str(stats.get("type")), str(stats.get("kind")), describe_stats(stats)
+                )
         out.print(table)
 
     rows = result["shards"]
     shown = rows if all_shards else rows[:_SHARDS_SHOWN]
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left", title_style="bold",
-                  title="shards" if len(shown) == len(rows)
-                  else f"shards (first {len(shown)} of {len(rows)}; --shards for all)")
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title_justify="left",
+        title_style="bold",
+        title="shards"
+        if len(shown) == len(rows)
+        else f"shards (first {len(shown)} of {len(rows)}; --shards for all)",
+    )
     table.add_column("shard", overflow="fold")
     table.add_column("samples", justify="right")
     table.add_column("size", justify="right")

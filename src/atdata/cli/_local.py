@@ -58,7 +58,11 @@ def register(
         }
     with Catalog() as catalog:
         record = catalog.register_dataset(
-            name, resolved.urls, schema, description=description, metadata=metadata,
+            name,
+            resolved.urls,
+            schema,
+            description=description,
+            metadata=metadata,
             overwrite=overwrite,
         )
     return _dataset_json(record)
@@ -91,10 +95,18 @@ def render_register(result: Mapping[str, Any]) -> None:
         facts.append(f"{result['num_shards']:,} shards")
     if result.get("num_samples") is not None:
         facts.append(f"{result['num_samples']:,} samples")
-    out.print(Text.assemble(("Registered ", "green"), (result["uri"], "bold cyan"),
-                            f" ({', '.join(facts)})."))
-    out.print(Text(f"Use it as: atdata inspect {result['uri']}  or  "
-                   f"atdata.load_dataset({result['uri']!r})", style="dim"))
+    out.print(
+        Text.assemble(
+            ("Registered ", "green"), (result["uri"], "bold cyan"), f" ({', '.join(facts)})."
+        )
+    )
+    out.print(
+        Text(
+            f"Use it as: atdata inspect {result['uri']}  or  "
+            f"atdata.load_dataset({result['uri']!r})",
+            style="dim",
+        )
+    )
 
 
 def listing() -> dict[str, Any]:
@@ -129,12 +141,22 @@ def render_listing(result: Mapping[str, Any]) -> None:
 
     out = console()
     if not result["datasets"] and not result["schemas"]:
-        out.print(Text(f"The local index ({result['index']}) is empty. Register a dataset with "
-                       "`atdata register URL NAME`.", style="yellow"))
+        out.print(
+            Text(
+                f"The local index ({result['index']}) is empty. Register a dataset with "
+                "`atdata register URL NAME`.",
+                style="yellow",
+            )
+        )
         return
     if result["datasets"]:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="datasets", title_justify="left",
-                      title_style="bold")
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            title="datasets",
+            title_justify="left",
+            title_style="bold",
+        )
         table.add_column("name", style="bold cyan", no_wrap=True)
         table.add_column("schema", style="magenta")
         table.add_column("shards", justify="right")
@@ -143,18 +165,26 @@ def render_listing(result: Mapping[str, Any]) -> None:
         table.add_column("description", overflow="fold")
         for d in result["datasets"]:
             table.add_row(
-                d["uri"], f"{d['schema_name']} {d['schema_version']}",
+                d["uri"],
+                f"{d['schema_name']} {d['schema_version']}",
                 "?" if d["num_shards"] is None else f"{d['num_shards']:,}",
                 "?" if d["num_samples"] is None else f"{d['num_samples']:,}",
-                human_bytes(d["size_bytes"]), d["description"],
+                human_bytes(d["size_bytes"]),
+                d["description"],
             )
         out.print(table)
     else:
-        out.print(Text("No datasets registered; add one with `atdata register URL NAME`.",
-                       style="yellow"))
+        out.print(
+            Text("No datasets registered; add one with `atdata register URL NAME`.", style="yellow")
+        )
     if result["schemas"]:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="schemas", title_justify="left",
-                      title_style="bold")
+        table = Table(
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            title="schemas",
+            title_justify="left",
+            title_style="bold",
+        )
         table.add_column("name", style="bold magenta", no_wrap=True)
         table.add_column("versions")
         for s in result["schemas"]:

@@ -57,9 +57,7 @@ def import_type(spec: str) -> type:
     """
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise SchemaError(
-            f"--type must look like 'package.module:ClassName', got {spec!r}."
-        )
+        raise SchemaError(f"--type must look like 'package.module:ClassName', got {spec!r}.")
     cwd = os.getcwd()
     added = cwd not in sys.path
     if added:

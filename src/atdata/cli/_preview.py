@@ -92,8 +92,12 @@ def render(result: Mapping[str, Any]) -> None:
             (f"  {sample['shard']} @ byte {sample['offset']}", "dim"),
         )
         table = Table(
-            title=title, title_justify="left", box=box.SIMPLE_HEAD, show_header=False,
-            pad_edge=False, expand=False,
+            title=title,
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            show_header=False,
+            pad_edge=False,
+            expand=False,
         )
         table.add_column("field", style="bold", no_wrap=True)
         table.add_column("type", style="magenta", no_wrap=True)

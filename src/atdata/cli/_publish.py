@@ -66,7 +66,10 @@ def publish(
             f"`atdata publish {source} --name NAME`; others then load it as @HANDLE/NAME."
         )
     options: dict[str, Any] = {
-        "storage": storage, "version": version, "tags": list(tags), "license": license,
+        "storage": storage,
+        "version": version,
+        "tags": list(tags),
+        "license": license,
     }
     with client("publish", login=True) as atmo:
         if local is None:
@@ -94,14 +97,28 @@ def render(result: Mapping[str, Any]) -> None:
     out = console()
     created = set(result["created"])
     if created:
-        out.print(Text.assemble(("Published ", "green"), (result["ref"], "bold cyan"),
-                                f" ({len(created)} record{'s' if len(created) != 1 else ''} "
-                                "written"
-                                + (f", {result['blobs_uploaded']} blobs uploaded"
-                                   if result["blobs_uploaded"] else "") + ")."))
+        out.print(
+            Text.assemble(
+                ("Published ", "green"),
+                (result["ref"], "bold cyan"),
+                f" ({len(created)} record{'s' if len(created) != 1 else ''} "
+                "written"
+                + (
+                    f", {result['blobs_uploaded']} blobs uploaded"
+                    if result["blobs_uploaded"]
+                    else ""
+                )
+                + ").",
+            )
+        )
     else:
-        out.print(Text.assemble(("Already published: ", "green"), (result["ref"], "bold cyan"),
-                                " (nothing written)."))
+        out.print(
+            Text.assemble(
+                ("Already published: ", "green"),
+                (result["ref"], "bold cyan"),
+                " (nothing written).",
+            )
+        )
     rows = Table.grid(padding=(0, 2))
     rows.add_column(style="bold")
     rows.add_column()
@@ -111,5 +128,10 @@ def render(result: Mapping[str, Any]) -> None:
         if uri:
             rows.add_row(kind, uri, "new" if uri in created else "existing")
     out.print(rows)
-    out.print(Text(f"Use it as: atdata inspect {result['ref']}  or  "
-                   f"atdata.load_dataset({result['ref']!r})", style="dim"))
+    out.print(
+        Text(
+            f"Use it as: atdata inspect {result['ref']}  or  "
+            f"atdata.load_dataset({result['ref']!r})",
+            style="dim",
+        )
+    )

@@ -160,8 +160,11 @@ def _resolve_path(text: str) -> Target:
                 some = ", ".join(present[:3]) + (", ..." if len(present) > 3 else "")
                 raise UnreadableURLError(
                     f"None of the {len(shards)} shards in {text} exist. "
-                    + (f"The folder holds {len(present)} shards ({some}); fix the pattern."
-                       if present else "The folder holds no .tar shards."),
+                    + (
+                        f"The folder holds {len(present)} shards ({some}); fix the pattern."
+                        if present
+                        else "The folder holds no .tar shards."
+                    ),
                     url=text,
                 )
         if missing:
@@ -216,8 +219,7 @@ def _missing_path_message(text: str, path: str) -> str:
     if os.path.isdir(parent):
         names = [n for n in os.listdir(parent) if not n.startswith(".")]
         hints = [
-            os.path.join(os.path.dirname(text), n)
-            for n in closest(os.path.basename(path), names)
+            os.path.join(os.path.dirname(text), n) for n in closest(os.path.basename(path), names)
         ]
     if "/" not in text and _is_registered(text):
         hints.insert(0, f"@local/{text}")

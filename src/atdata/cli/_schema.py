@@ -304,14 +304,19 @@ def render_diff(result: Mapping[str, Any]) -> None:
     old, new = result["old"], result["new"]
     out.print(
         Text.assemble(
-            (f"{old['name']} {old['version']}", "bold"), " → ",
+            (f"{old['name']} {old['version']}", "bold"),
+            " → ",
             (f"{new['name']} {new['version']}", "bold"),
             (f"   ({old['source']} → {new['source']})", "dim"),
         )
     )
     if result["identical"]:
-        out.print(Text("No differences: the fields, their types and manifest kinds are the same.",
-                       style="green"))
+        out.print(
+            Text(
+                "No differences: the fields, their types and manifest kinds are the same.",
+                style="green",
+            )
+        )
         return
     table = Table.grid(padding=(0, 2))
     for _ in range(3):
@@ -325,11 +330,19 @@ def render_diff(result: Mapping[str, Any]) -> None:
         table.add_row(Text("~", "yellow"), Text(f["name"], "yellow"), f"{f['old']} → {f['new']}")
     for f in result["manifest"]:
         table.add_row(
-            Text("~", "yellow"), Text(f["name"], "yellow"),
+            Text("~", "yellow"),
+            Text(f["name"], "yellow"),
             f"manifest: {f['old'] or 'none'} → {f['new'] or 'none'}",
         )
     out.print(table)
-    counts = [f"{len(result[k])} {label}" for k, label in
-              (("added", "added"), ("removed", "removed"), ("retyped", "retyped"),
-               ("manifest", "re-indexed")) if result[k]]
+    counts = [
+        f"{len(result[k])} {label}"
+        for k, label in (
+            ("added", "added"),
+            ("removed", "removed"),
+            ("retyped", "retyped"),
+            ("manifest", "re-indexed"),
+        )
+        if result[k]
+    ]
     out.print(Text(", ".join(counts), style="dim"))

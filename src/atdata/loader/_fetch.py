@@ -64,8 +64,13 @@ def with_retries(url: str, action: Callable[[], T], *, retries: int = RETRIES) -
                     "a rerun resumes from a state_dict",
                     url=url,
                 ) from exc
-            obs.log_event("storage retry", level="warning", shard=url, attempt=attempt + 1,
-                          error=f"{type(exc).__name__}: {exc}")
+            obs.log_event(
+                "storage retry",
+                level="warning",
+                shard=url,
+                attempt=attempt + 1,
+                error=f"{type(exc).__name__}: {exc}",
+            )
             time.sleep(BACKOFF_S * 2**attempt)
     raise AssertionError("unreachable")
 

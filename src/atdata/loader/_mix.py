@@ -118,9 +118,15 @@ class MixedView:
         Example:
             >>> state = mixed.state_dict()
         """
-        return {"version": STATE_VERSION, "epoch": self.epoch, "position": self._next,
-                "seed": self.seed, "stop": self.stop, "batch_size": self.batch_size,
-                "sources": len(self.sources)}
+        return {
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "position": self._next,
+            "seed": self.seed,
+            "stop": self.stop,
+            "batch_size": self.batch_size,
+            "sources": len(self.sources),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly from a :meth:`state_dict`.
@@ -128,8 +134,12 @@ class MixedView:
         Raises:
             ValueError: the state comes from a mix with other sources or settings.
         """
-        for name, mine in (("seed", self.seed), ("stop", self.stop),
-                           ("batch_size", self.batch_size), ("sources", len(self.sources))):
+        for name, mine in (
+            ("seed", self.seed),
+            ("stop", self.stop),
+            ("batch_size", self.batch_size),
+            ("sources", len(self.sources)),
+        ):
             if state.get(name) != mine or state.get("version") != STATE_VERSION:
                 raise ValueError(
                     f"this state_dict comes from a different mix ({name}: {state.get(name)!r} "

@@ -120,8 +120,9 @@ def plan_rank(
         want -= got
         position += got
         cursor = 0  # padding wraps to the start of the epoch's order
-    return RankPlan(tuple(pieces), per_rank if total else 0, window if shuffle else 0,
-                    seed, epoch, rank)
+    return RankPlan(
+        tuple(pieces), per_rank if total else 0, window if shuffle else 0, seed, epoch, rank
+    )
 
 
 def _take(

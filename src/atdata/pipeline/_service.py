@@ -159,8 +159,14 @@ class Service:
             # The object was overwritten after this event: its version no longer
             # exists, and the newer version's own event runs the pipeline.
             obs.metrics.events_ignored.inc()
-            obs.log_event("pipeline event superseded", level="warning", bucket=event.bucket,
-                          key=event.key, etag=event.etag, current_etag=current)
+            obs.log_event(
+                "pipeline event superseded",
+                level="warning",
+                bucket=event.bucket,
+                key=event.key,
+                etag=event.etag,
+                current_etag=current,
+            )
             return IngestResult("superseded", f"object overwritten (now ETag {current})")
         limit = None if retry_failed else self.max_attempts
         runs = [self._claim_and_submit(p, event, limit) for p in pipelines]

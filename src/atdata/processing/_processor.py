@@ -148,8 +148,9 @@ def _rebuild_processor(state: dict[str, Any]) -> Processor[Any, Any]:
     # once unpickling ends, too late to check them again; they were checked here.
     proc: Processor[Any, Any] = Processor.__new__(Processor)
     functools.update_wrapper(proc, state["fn"])
-    proc.__dict__.update(state, app=None, cpu=None, memory=None, gpu=None,
-                         modal_options={}, modal_function=None)
+    proc.__dict__.update(
+        state, app=None, cpu=None, memory=None, gpu=None, modal_options={}, modal_function=None
+    )
     return proc
 
 
@@ -222,14 +223,31 @@ def processor(
         ...     ...
     """
     if app is not None and _is_plain_callable(app):
-        return Processor(app, cpu=cpu, memory=memory, gpu=gpu, timeout=timeout,
-                         retries=retries, name=name, version=version,
-                         modal_options=modal_options)
+        return Processor(
+            app,
+            cpu=cpu,
+            memory=memory,
+            gpu=gpu,
+            timeout=timeout,
+            retries=retries,
+            name=name,
+            version=version,
+            modal_options=modal_options,
+        )
 
     def decorate(fn: Callable[[In], Any]) -> Processor[In, Any]:
-        return Processor(fn, app=app, cpu=cpu, memory=memory, gpu=gpu, timeout=timeout,
-                         retries=retries, name=name, version=version,
-                         modal_options=modal_options)
+        return Processor(
+            fn,
+            app=app,
+            cpu=cpu,
+            memory=memory,
+            gpu=gpu,
+            timeout=timeout,
+            retries=retries,
+            name=name,
+            version=version,
+            modal_options=modal_options,
+        )
 
     return decorate
 

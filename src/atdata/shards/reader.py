@@ -220,8 +220,12 @@ def decode_raw(decode: Decoder[T], raw: RawSample, url: str) -> T:
         ) from None
     except SchemaMismatchError as exc:
         raise SchemaMismatchError(
-            exc.type_name, missing=exc.missing, unexpected=exc.unexpected,
-            retyped=exc.retyped, url=url, key=raw.key,
+            exc.type_name,
+            missing=exc.missing,
+            unexpected=exc.unexpected,
+            retyped=exc.retyped,
+            url=url,
+            key=raw.key,
         ) from None
     except SchemaError as exc:  # not a sample at all (e.g. not a msgpack map)
         raise ShardCorruptError(url, raw.offset, f"bad sample: {exc}", raw.key) from None
@@ -293,8 +297,14 @@ def handle_error(handler: ErrorHandler, error: ShardCorruptError) -> None:
     if callable(handler):
         handler(error)  # raising: the sample is not skipped, reading stops
     obs.metrics.samples_skipped.inc()
-    obs.log_event("corrupt data skipped", level="warning", shard=error.url,
-                  key=error.key, offset=error.offset, error=error.reason)
+    obs.log_event(
+        "corrupt data skipped",
+        level="warning",
+        shard=error.url,
+        key=error.key,
+        offset=error.offset,
+        error=error.reason,
+    )
     if handler == "warn":
         warnings.warn(str(error), RuntimeWarning, stacklevel=4)
 
@@ -405,7 +415,7 @@ def read_sample(url: str, offset: int, size: int, decode: Decoder[T], key: str =
     Example:
         >>> sample = read_sample(url, 0, 1536, decoder_for(ImageSample))  # doctest: +SKIP
     """
-    (_, sample), = read_samples([SampleLocation(url, key, offset, size)], decode)
+    ((_, sample),) = read_samples([SampleLocation(url, key, offset, size)], decode)
     return sample
 
 

@@ -41,8 +41,11 @@ def check_key(key: Any) -> str:
     if not isinstance(key, str) or not key:
         raise ShardError(f"sample key must be a non-empty string, got {key!r}")
     parts = key.split("/")
-    if key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts) or any(
-        ord(c) < 32 for c in key
+    if (
+        key.startswith("/")
+        or "\\" in key
+        or any(p in ("", ".", "..") for p in parts)
+        or any(ord(c) < 32 for c in key)
     ):
         raise ShardError(
             f"sample key {key!r} is not a relative name: keys may hold folders "
@@ -301,8 +304,10 @@ class ShardWriter:
             raise ValueError("maxcount and maxsize must be positive")
         if isinstance(pattern, os.PathLike):
             pattern = os.fspath(pattern)
-        if "%" not in pattern and not pattern.endswith(".tar") and not isinstance(
-            pattern, LiteralURL
+        if (
+            "%" not in pattern
+            and not pattern.endswith(".tar")
+            and not isinstance(pattern, LiteralURL)
         ):
             raise ShardError(
                 f"shard pattern {pattern!r} needs a number field such as %06d "
@@ -376,9 +381,7 @@ class ShardWriter:
         if not key.startswith(self.key_prefix) or not (digits.isascii() and digits.isdigit()):
             return False
         index = int(digits)
-        return (
-            f"{index:08d}" == digits and index < self.count and index not in self._own_key_at
-        )
+        return f"{index:08d}" == digits and index < self.count and index not in self._own_key_at
 
     def _encode(self, sample: Any) -> tuple[str | None, bytes, Any]:
         """(key, msgpack bytes, object the manifest can read fields from)."""

@@ -107,9 +107,9 @@ class LocalExecutor:
         self.max_tasks_per_child = max_tasks_per_child
         self._context = multiprocessing.get_context(start_method)
         self._lock = threading.Lock()
-        self._queue: collections.deque[
-            tuple[ShardTask, concurrent.futures.Future[ShardResult]]
-        ] = collections.deque()
+        self._queue: collections.deque[tuple[ShardTask, concurrent.futures.Future[ShardResult]]] = (
+            collections.deque()
+        )
         self._slots: list[_Worker] = []
         self._retired: list[_Worker] = []
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
