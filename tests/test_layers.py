@@ -55,12 +55,14 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     ("storage", frozenset({"atdata.storage"})),
     # Sample types and their encoding; lenses between them.
     ("samples", frozenset({"atdata.sample", "atdata._types", "atdata._npy", "atdata.lens"})),
-    # Cross-cutting and stdlib-only: the error tree, reference forms, logs/metrics/traces.
+    # Cross-cutting and stdlib-only: the error tree, lazy exports, reference forms,
+    # logs/metrics/traces.
     (
         "foundation",
         frozenset(
             {
                 "atdata.errors",
+                "atdata._lazy",
                 "atdata._refs",
                 "atdata._semver",
                 "atdata._version",

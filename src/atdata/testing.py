@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import pytest
 
+from atdata._lazy import lazy_exports
 from atdata._types import FieldType
 from atdata.sample import NDArray, packable, schema_of
 
@@ -59,19 +60,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-# Re-exported from atdata.atmosphere on first access: this module is a pytest plugin
-# loaded by every test run, and the atmosphere layer need not load with it.
-_ATMOSPHERE_EXPORTS = frozenset({"MockNetwork", "mock_atmosphere"})
 _WORDS = ["cat", "dog", "bird", "fish", "horse", "cow", "sheep", "frog"]
 _EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _ATMOSPHERE_EXPORTS:
-        from atdata.atmosphere import _mock
-
-        return getattr(_mock, name)
-    raise AttributeError(f"module 'atdata.testing' has no attribute {name!r}")
+# Re-exported from atdata.atmosphere on first access: this module is a pytest plugin
+# loaded by every test run, and the atmosphere layer need not load with it.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {"MockNetwork": "atdata.atmosphere._mock", "mock_atmosphere": "atdata.atmosphere._mock"},
+)
 
 
 @packable

@@ -11,10 +11,11 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-_EXPORTS = {
+from atdata._lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
     "Dispatcher": "atdata.modal._dispatcher",
     "ModalRunner": "atdata.modal._dispatcher",
 }
@@ -24,18 +25,7 @@ __all__ = [
     "ModalRunner",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'atdata.modal' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:

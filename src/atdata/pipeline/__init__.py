@@ -18,10 +18,11 @@ processing layer consults :func:`current_output_prefix` on every ``map``).
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
+
+from atdata._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "CREATE_ACTIONS": "atdata.pipeline._events",
@@ -83,18 +84,7 @@ __all__ = [
     "poll",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'atdata.pipeline' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 class _CallablePackage(types.ModuleType):

@@ -20,6 +20,9 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from atdata._lazy import lazy_exports
 from atdata.processing._ledger import DeadLetter, JobStatus, RunRecord, ShardStatus, job_status
 from atdata.processing._map import map_dataset
 from atdata.processing._processor import Processor, processor
@@ -50,14 +53,15 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    # The executors with optional dependencies import them only when asked for.
-    if name == "DaskExecutor":
-        from atdata.processing.executors.dask import DaskExecutor
+# The executors with optional dependencies import them only when asked for.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "DaskExecutor": "atdata.processing.executors.dask",
+        "ModalExecutor": "atdata.processing.executors.modal",
+    },
+)
 
-        return DaskExecutor
-    if name == "ModalExecutor":
-        from atdata.processing.executors.modal import ModalExecutor
-
-        return ModalExecutor
-    raise AttributeError(f"module 'atdata.processing' has no attribute {name!r}")
+if TYPE_CHECKING:
+    from atdata.processing.executors.dask import DaskExecutor as DaskExecutor
+    from atdata.processing.executors.modal import ModalExecutor as ModalExecutor
