@@ -17,7 +17,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from atdata.errors import QueryError
-from atdata.manifest._expr import And, Cmp, Expr, Has, In, IsNull, Not, Opaque, Or, Truth, _coerce
+from atdata.manifest._expr import (
+    And,
+    Cmp,
+    Expr,
+    Has,
+    In,
+    IsNull,
+    Not,
+    Opaque,
+    Or,
+    Truth,
+    coerce_constant,
+)
 from atdata.manifest._fields import Column
 
 __all__ = ["sql_predicate"]
@@ -144,7 +156,7 @@ class _Reader:
             text = _literal(node["child"])
             if not isinstance(text, str):
                 raise _Unknown
-            return _coerce(field, dt.datetime.fromisoformat(text))
+            return coerce_constant(field, dt.datetime.fromisoformat(text))
         value = _literal(node)
         if value is None:
             return None
@@ -152,7 +164,7 @@ class _Reader:
             raise _Unknown  # SQL casts numbers to booleans its own way
         if field.value_type in ("int", "float") and isinstance(value, bool):
             raise _Unknown
-        return _coerce(field, value)
+        return coerce_constant(field, value)
 
 
 def _literal(node: dict[str, Any]) -> Any:

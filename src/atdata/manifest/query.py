@@ -36,9 +36,10 @@ import pyarrow.compute as pc
 from atdata import observability as obs
 from atdata.errors import QueryError, SampleNotFoundError
 from atdata.manifest._aggregates import merge
-from atdata.manifest._expr import Lit, Predicate, bounds, compile_where, evaluate
+from atdata.manifest._expr import Lit, bounds, evaluate
 from atdata.manifest._fields import Column
 from atdata.manifest._format import KEY, OFFSET, SIZE, ShardManifest
+from atdata.manifest._lambda import Predicate, compile_where
 from atdata.manifest._sql import sql_predicate
 from atdata.manifest.loader import concurrent_map, load_all, missing_manifest
 from atdata.sample import DictSample
