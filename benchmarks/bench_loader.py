@@ -203,7 +203,9 @@ class _Delay(http.server.BaseHTTPRequestHandler):
         for key, value in answer.getheaders():
             if key.lower() not in ("content-length", "transfer-encoding", "connection"):
                 self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
+        # a HEAD answer has no body but tells the object's length
+        length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+        self.send_header("Content-Length", length or str(len(data)))
         self.end_headers()
         self.wfile.write(data)
         conn.close()

@@ -286,6 +286,25 @@ def test_s3_with_prefetch_reads_what_local_reads(tmp_path: Path, s3_server: str)
         assert labels(loader(view, 2)) == expected
 
 
+def test_the_cache_downloads_an_overwritten_shard_again(tmp_path: Path, s3_server: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket="cache-versions")
+    (old,) = write(tmp_path / "v1", n=10, per_shard=10)
+    (new,) = write(tmp_path / "v2", n=10, per_shard=10, start=100)
+    for name in ("s-0000.tar", "s-0000.manifest.json", "s-0000.manifest.parquet"):
+        s3.upload_file(str(tmp_path / "v1" / name), "cache-versions", name)
+    url = "s3://cache-versions/s-0000.tar"
+    cache = str(tmp_path / "cache")
+    assert labels(atdata.Dataset[Item](url, cache_dir=cache).ordered()) == list(range(10))
+    for name in ("s-0000.tar", "s-0000.manifest.json", "s-0000.manifest.parquet"):
+        s3.upload_file(str(tmp_path / "v2" / name), "cache-versions", name)
+    again = atdata.Dataset[Item](url, cache_dir=cache).ordered()
+    assert labels(again) == list(range(100, 110))
+    assert old != new
+
+
 class _Files(http.server.SimpleHTTPRequestHandler):
     """Serves a folder with Range support; counts GETs; can fail or stall on purpose."""
 

@@ -41,6 +41,7 @@ __all__ = [
     "is_local",
     "sibling",
     "store_for",
+    "temporary_spool",
 ]
 
 
@@ -153,7 +154,7 @@ class LocalStore(Store):
                 os.close(fd)
 
     def write(self, path: str, data: bytes) -> None:
-        with atomic_local_file(path) as f:
+        with _atomic_local_file(path) as f:
             f.write(data)
 
     def put(self, local_path: str, path: str) -> None:
@@ -191,7 +192,7 @@ def _same_device(a: str, b: str) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_local_file(path: str) -> Iterator[IO[bytes]]:
+def _atomic_local_file(path: str) -> Iterator[IO[bytes]]:
     """Write to a hidden temporary file beside ``path``, renamed over it on success.
 
     A crash (even SIGKILL) leaves at most a ``.name.tmp-*`` file, never a
@@ -210,6 +211,9 @@ def atomic_local_file(path: str) -> Iterator[IO[bytes]]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+_S3_PROTOCOLS = frozenset({"s3", "s3a", "r2"})
 
 
 class FsspecStore(Store):
@@ -232,6 +236,9 @@ class FsspecStore(Store):
 
     def read(self, path: str) -> bytes:
         with _errors(self.url(path)):
+            if self.protocol in _S3_PROTOCOLS:
+                # One GET; s3fs's default asks for the size first (a HEAD round trip).
+                return self.fs.cat_file(path, max_concurrency=1)  # type: ignore[no-any-return]
             return self.fs.cat_file(path)  # type: ignore[no-any-return]
 
     def range(self, path: str, offset: int, size: int) -> bytes:

@@ -105,14 +105,21 @@ class ShardCache:
         self.limit = parse_size(limit)
         os.makedirs(self.root, exist_ok=True)
 
-    def path_for(self, url: str) -> str:
-        digest = hashlib.sha256(url.encode()).hexdigest()[:20]
+    def path_for(self, url: str, version: str | None = None) -> str:
+        """Where the copy of ``url`` (as of ``version``, its ETag) is kept."""
+        digest = hashlib.sha256(f"{url}\0{version or ''}".encode()).hexdigest()[:20]
         name = re.sub(r"[^A-Za-z0-9._-]", "_", url.rsplit("/", 1)[-1])[-80:]
         return os.path.join(self.root, f"{digest}-{name}")
 
     def fetch(self, url: str) -> str:
-        """The local path of ``url``'s cached copy, downloading it first if needed."""
-        path = self.path_for(url)
+        """The local path of ``url``'s cached copy, downloading it first if needed.
+
+        Copies are keyed by the object's ETag where the store gives one, so an
+        overwritten shard is downloaded again rather than read stale (the old
+        copy ages out of the cache).
+        """
+        store, remote = store_for(url)
+        path = self.path_for(url, with_retries(url, lambda: store.etag(remote)))
         if self._touch(path):
             return path
         with _locked(path + ".lock"):

@@ -10,11 +10,17 @@ loader feature still works; ``atdata manifest build`` makes it free.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from atdata import observability as obs
 from atdata.shards.reader import iter_raw
+from atdata.storage import is_local
+
+if TYPE_CHECKING:
+    from atdata.manifest._format import ShardManifest
 
 __all__ = ["ShardIndex"]
 
@@ -31,8 +37,8 @@ class ShardIndex:
     def __init__(self, shards: list[str]) -> None:
         self.shards = shards
         self._counts: list[int] | None = None
+        self._manifests: list[ShardManifest | None] = []
         self._offsets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._has_manifest: list[bool] = []
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, object]:
@@ -50,7 +56,7 @@ class ShardIndex:
             from atdata.manifest.loader import load_all
 
             manifests = load_all(self.shards)
-            self._has_manifest = [m is not None for m in manifests]
+            self._manifests = manifests
             missing = [s for s, m in zip(self.shards, manifests, strict=True) if m is None]
             if missing:
                 obs.log_event(
@@ -72,28 +78,46 @@ class ShardIndex:
             found = self._offsets.get(shard)
         if found is not None:
             return found
-        url = self.shards[shard]
-        if self._has_manifest and self._has_manifest[shard]:
-            from atdata.manifest._format import OFFSET, SIZE
-            from atdata.manifest.loader import load_all
+        found = self._read_offsets(shard)
+        with self._lock:
+            self._offsets[shard] = found
+        return found
 
-            (manifest,) = load_all([url])
-            assert manifest is not None
+    def load_offsets(self, shards: Iterable[int]) -> None:
+        """Read the offsets of several shards at once (concurrently on object stores),
+        so that entering them later costs no round trip."""
+        from atdata.manifest.loader import concurrent_map
+
+        with self._lock:
+            wanted = [i for i in dict.fromkeys(shards) if i not in self._offsets]
+        if not wanted:
+            return
+        remote = any(not is_local(self.shards[i]) for i in wanted)
+        found = concurrent_map(self._read_offsets, wanted, remote=remote)
+        with self._lock:
+            self._offsets.update(zip(wanted, found, strict=True))
+
+    def _read_offsets(self, shard: int) -> tuple[np.ndarray, np.ndarray]:
+        manifest = self._manifests[shard] if self._manifests else None
+        if manifest is not None:
+            from atdata.manifest._format import OFFSET, SIZE
+
             table = manifest.read_table([OFFSET, SIZE])
             pairs = np.stack(
                 [table.column(OFFSET).to_numpy(), table.column(SIZE).to_numpy()]
             ).astype(np.int64)
             order = np.argsort(pairs[0], kind="stable")
-            found = (pairs[0][order], pairs[1][order])
-        else:
-            scanned = [(raw.offset, raw.span) for raw in iter_raw(url)]
-            found = (
-                np.array([o for o, _ in scanned], np.int64),
-                np.array([s for _, s in scanned], np.int64),
-            )
-        with self._lock:
-            self._offsets[shard] = found
-        return found
+            return pairs[0][order], pairs[1][order]
+        scanned = [(raw.offset, raw.span) for raw in iter_raw(self.shards[shard])]
+        return (
+            np.array([o for o, _ in scanned], np.int64),
+            np.array([s for _, s in scanned], np.int64),
+        )
+
+    def needs_offsets(self, shard: int, start: int, stop: int) -> bool:
+        """Whether :meth:`byte_range` of these samples has to read the shard's offsets."""
+        whole = start == 0 and self._counts is not None and stop >= self._counts[shard]
+        return not whole and shard not in self._offsets
 
     def byte_range(self, shard: int, start: int, stop: int) -> tuple[int, int | None]:
         """The bytes holding samples ``start`` to ``stop`` of a shard (``None``: to its end)."""

@@ -50,6 +50,7 @@ __all__ = ["DatasetView", "rank_and_world", "register_with_torch", "worker_and_w
 STATE_VERSION = 1
 _COUNT_EVERY = 4096
 _BIG_SAMPLE = 64 << 10
+_WINDOWS_AHEAD = 4  # windows whose shards' offsets are read in one concurrent round
 """Samples at least this big (on average in a shard) are fetched one by one when a
 worker needs only some of them; smaller ones are streamed with their neighbours."""
 
@@ -302,10 +303,18 @@ class DatasetView:
         in the window's order.
         """
         first = start // plan.window if plan.window else 0
-        jobs = (self._window_job(plan, w, select) for w in range(first, plan.window_count()))
+
+        def jobs() -> Iterator[_WindowJob]:
+            count = plan.window_count()
+            for ahead in range(first, count, _WINDOWS_AHEAD):
+                windows = range(ahead, min(ahead + _WINDOWS_AHEAD, count))
+                # one concurrent round of offset reads for the next windows' shards
+                self._index.load_offsets(self._entered(plan, windows, select))
+                for w in windows:
+                    yield self._window_job(plan, w, select)
 
         def items() -> Iterator[tuple[Fetch | None, tuple[_WindowJob, Piece | None]]]:
-            for job in jobs:
+            for job in jobs():
                 for fetch, piece in job.fetches:
                     yield fetch, (job, piece)
                 yield None, (job, None)  # the window is complete
@@ -338,6 +347,18 @@ class DatasetView:
                         break
             except ShardCorruptError as exc:  # the rest of this piece is unreadable
                 handle_error(self.source.handler, exc)
+
+    def _entered(self, plan: RankPlan, windows: range, select: Selection) -> list[int]:
+        """The shards these windows read part of, or of which this reader takes a share:
+        the ones whose sample offsets are needed."""
+        shards = []
+        for w in windows:
+            lo, hi = plan.window_bounds(w)
+            shared = len(select(lo, hi)) < hi - lo
+            for piece in plan.pieces_between(lo, hi):
+                if shared or self._index.needs_offsets(piece.shard, piece.start, piece.stop):
+                    shards.append(piece.shard)
+        return shards
 
     def _window_job(self, plan: RankPlan, w: int, select: Selection) -> _WindowJob:
         lo, hi = plan.window_bounds(w)
