@@ -18,38 +18,53 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from atdata._lazy import lazy_exports
+from atdata import _lazy
 from atdata._version import __version__ as __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "AtdataError": "atdata.errors",
+    "AtmosphereError": "atdata.errors",
     "Catalog": "atdata.index",
+    "CatalogError": "atdata.errors",
+    "CredentialsError": "atdata.errors",
     "Dataset": "atdata.dataset",
     "DatasetDict": "atdata.dataset",
+    "DatasetNotFoundError": "atdata.errors",
     "DatasetView": "atdata.loader",
     "DictSample": "atdata.sample",
     "Executor": "atdata.processing",
     "InlineExecutor": "atdata.processing",
+    "InvalidEventError": "atdata.errors",
     "JobStatus": "atdata.processing",
+    "LedgerError": "atdata.errors",
     "LensNotFoundError": "atdata.errors",
     "LiteralURL": "atdata.storage",
     "LocalExecutor": "atdata.processing",
     "ManifestBuilder": "atdata.manifest",
+    "ManifestError": "atdata.errors",
     "ManifestField": "atdata._types",
+    "MissingDependencyError": "atdata.errors",
     "NDArray": "atdata.sample",
     "PackableSample": "atdata.sample",
     "PartialFailureError": "atdata.errors",
+    "PipelineError": "atdata.errors",
     "ProcessingError": "atdata.errors",
     "Processor": "atdata.processing",
     "QueryError": "atdata.errors",
     "QueryResult": "atdata.manifest",
     "SampleBatch": "atdata.dataset",
     "SampleLocation": "atdata.manifest",
+    "SampleNotFoundError": "atdata.errors",
     "Schema": "atdata.sample",
+    "SchemaError": "atdata.errors",
     "SchemaMismatchError": "atdata.errors",
     "ShardCorruptError": "atdata.errors",
+    "ShardError": "atdata.errors",
     "ShardWriter": "atdata.shards",
+    "StorageError": "atdata.errors",
+    "UnreadableURLError": "atdata.errors",
+    "UnsupportedFieldTypeError": "atdata.errors",
     "WorkerLostError": "atdata.errors",
     "attach_trace_context": "atdata.observability",
     "configure_logging": "atdata.observability",
@@ -65,8 +80,8 @@ _EXPORTS: dict[str, str] = {
     "log_event": "atdata.observability",
     "map_dataset": "atdata.processing",
     "metrics": "atdata.observability",
-    "mix": "atdata.loader",
     "metrics_text": "atdata.observability",
+    "mix": "atdata.loader",
     "packable": "atdata.sample",
     "processor": "atdata.processing",
     "schema_of": "atdata.sample",
@@ -97,7 +112,7 @@ _SUBMODULES = frozenset(
     }
 )
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, _SUBMODULES)
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, _EXPORTS, _SUBMODULES)
 
 
 if TYPE_CHECKING:
@@ -105,12 +120,27 @@ if TYPE_CHECKING:
     from atdata.dataset import Dataset, DatasetDict, SampleBatch, load_dataset
     from atdata.errors import (
         AtdataError,
+        AtmosphereError,
+        CatalogError,
+        CredentialsError,
+        DatasetNotFoundError,
+        InvalidEventError,
+        LedgerError,
         LensNotFoundError,
+        ManifestError,
+        MissingDependencyError,
         PartialFailureError,
+        PipelineError,
         ProcessingError,
         QueryError,
+        SampleNotFoundError,
+        SchemaError,
         SchemaMismatchError,
         ShardCorruptError,
+        ShardError,
+        StorageError,
+        UnreadableURLError,
+        UnsupportedFieldTypeError,
         WorkerLostError,
     )
     from atdata.index import Catalog

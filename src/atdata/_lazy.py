@@ -8,11 +8,11 @@ stored on the package, so later lookups are plain attribute reads.
 Example:
     In ``atdata/manifest/__init__.py``::
 
-        from atdata._lazy import lazy_exports
+        from atdata import _lazy  # a private name: the package does not re-export it
 
         _EXPORTS = {"build": "atdata.manifest.builder"}
-        __all__ = sorted(_EXPORTS)
-        __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+        __all__ = ["build"]
+        __getattr__, __dir__ = _lazy.lazy_exports(__name__, _EXPORTS)
 
         if TYPE_CHECKING:  # what type checkers and IDEs see
             from atdata.manifest.builder import build as build

@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import pytest
 
-from atdata._lazy import lazy_exports
-from atdata._types import FieldType
+from atdata import _lazy
 from atdata.sample import NDArray, packable, schema_of
 
 if TYPE_CHECKING:
+    from atdata._types import FieldType
     from atdata.atmosphere import MockNetwork, mock_atmosphere
 
 __all__ = [
@@ -65,7 +65,7 @@ _EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 # Re-exported from atdata.atmosphere on first access: this module is a pytest plugin
 # loaded by every test run, and the atmosphere layer need not load with it.
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
     {"MockNetwork": "atdata.atmosphere._mock", "mock_atmosphere": "atdata.atmosphere._mock"},
 )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from atdata._lazy import lazy_exports
+from atdata import _lazy
 
 _EXPORTS: dict[str, str] = {
     "BloomFilter": "atdata.manifest._aggregates",
@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:

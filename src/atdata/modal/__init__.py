@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from atdata._lazy import lazy_exports
+from atdata import _lazy
 
 _EXPORTS: dict[str, str] = {
     "Dispatcher": "atdata.modal._dispatcher",
@@ -25,7 +25,7 @@ __all__ = [
     "ModalRunner",
 ]
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from atdata._lazy import lazy_exports
+from atdata import _lazy
 
 _EXPORTS: dict[str, str] = {
     "CREATE_ACTIONS": "atdata.pipeline._events",
@@ -84,7 +84,7 @@ __all__ = [
     "poll",
 ]
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, _EXPORTS)
 
 
 class _CallablePackage(types.ModuleType):

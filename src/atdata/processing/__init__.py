@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from atdata._lazy import lazy_exports
+from atdata import _lazy
 from atdata.processing._ledger import DeadLetter, JobStatus, RunRecord, ShardStatus, job_status
 from atdata.processing._map import map_dataset
 from atdata.processing._processor import Processor, processor
@@ -54,7 +54,7 @@ __all__ = [
 
 
 # The executors with optional dependencies import them only when asked for.
-__getattr__, __dir__ = lazy_exports(
+__getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
     {
         "DaskExecutor": "atdata.processing.executors.dask",
