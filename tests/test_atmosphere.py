@@ -576,3 +576,160 @@ def test_public_surface() -> None:
     with contextlib.suppress(InvalidRecordError):
         atmosphere.parse_dataset_ref("@nope")
         raise AssertionError("expected InvalidRecordError")
+
+
+# -- lexicon validation --------------------------------------------------------------------------
+
+_NOW = "2025-01-01T00:00:00Z"
+_SUM = {"algorithm": "sha256", "digest": "0" * 64}
+
+
+def _entry(**fields: Any) -> dict[str, Any]:
+    """An entry record as another (careless or hostile) client might write it."""
+    record = {
+        "$type": atmosphere.ENTRY,
+        "name": "bad",
+        "schemaRef": "at://did:plc:x/science.alt.dataset.schema/x.Sample:1.0.0",
+        "storage": {
+            "$type": "science.alt.dataset.storageHttp",
+            "shards": [{"url": "http://h/a.tar", "checksum": _SUM}],
+        },
+        "createdAt": _NOW,
+    }
+    record.update(fields)
+    return {k: v for k, v in record.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("record", "path"),
+    [
+        (_entry(name=7), "$.name"),
+        (_entry(createdAt="yesterday"), "$.createdAt"),
+        (_entry(storage=None), "$.storage"),
+        (_entry(storage="http://h/a.tar"), "$.storage"),
+        (_entry(storage={"shards": []}), "$.storage.$type"),
+        (
+            _entry(storage={"$type": "science.alt.dataset.storageHttp", "shards": [{}]}),
+            "$.storage.shards[0].url",
+        ),
+        (
+            _entry(storage={"$type": "science.alt.dataset.storageS3", "shards": []}),
+            "$.storage.bucket",
+        ),
+        (
+            _entry(
+                storage={
+                    "$type": "science.alt.dataset.storageBlobs",
+                    "blobs": [{"blob": {"$type": "blob", "mimeType": "application/x-tar"}}],
+                }
+            ),
+            "$.storage.blobs[0].blob.ref",
+        ),
+        (  # the deprecated storage kind is read, so it is checked too
+            _entry(storage={"$type": "science.alt.dataset.storageExternal", "urls": "x"}),
+            "$.storage.urls",
+        ),
+        (_entry(tags=["ok"] * 31), "$.tags"),
+        (_entry(**{"$type": atmosphere.LABEL}), "$.$type"),
+    ],
+)
+def test_malformed_entries_are_refused_when_read(record: dict[str, Any], path: str) -> None:
+    with atmosphere.mock_atmosphere() as fake:
+        mallory = fake.create_account("mallory.test")
+        written = mallory.transport.create_record(atmosphere.ENTRY, record)
+        bob = fake.create_account("bob.test")
+        for read in (
+            lambda: bob.get_record(written.uri),
+            lambda: bob.resolve(written.uri),
+            lambda: bob.resolve("@mallory.test/bad"),
+            lambda: bob.list_datasets("mallory.test"),
+            lambda: bob.storage_urls(written),
+        ):
+            with pytest.raises(InvalidRecordError) as refused:
+                read()
+            assert refused.value.path == path
+            assert written.uri in _one_line(refused.value)
+
+
+def test_malformed_labels_and_schemas_are_refused_when_read(tmp_path: Path) -> None:
+    shards = _write(tmp_path / "data", n=2)
+    with atmosphere.mock_atmosphere() as fake:
+        mallory = fake.create_account("mallory.test")
+        entry = mallory.publish_dataset(shards, name="fine", sample_type=Reading, label=False)
+        label = mallory.transport.create_record(
+            atmosphere.LABEL, {"$type": atmosphere.LABEL, "name": "bad", "createdAt": _NOW}
+        )
+        bob = fake.create_account("bob.test")
+        with pytest.raises(InvalidRecordError, match="datasetUri is required") as refused:
+            bob.resolve(label.uri)
+        assert label.uri in _one_line(refused.value) and refused.value.path == "$.datasetUri"
+        with pytest.raises(InvalidRecordError, match="datasetUri"):
+            bob.resolve("@mallory.test/bad")
+
+        good = mallory.get_record(entry.schema.uri).value
+        body = good["schema"]
+        for hostile, path in [
+            ({**body, "properties": "oops"}, "$.schema.properties"),
+            ({**body, "required": "image"}, "$.schema.required"),
+            ({**body, "properties": {"x": "string"}}, "$"),
+            ({**body, "properties": {"x": {"type": "string", "x-atdata-manifest": 3}}}, None),
+            ({**body, "properties": {"x": {"x-atdata-type": "no such type"}}}, "$"),
+            ({**body, "$type": "other#format", "properties": 1}, "$.schema.properties"),
+            ({k: v for k, v in body.items() if k != "$schema"}, "$.schema.$schema"),
+        ]:
+            rkey = f"x.Hostile:{uuid.uuid4().hex[:6]}"
+            bad = mallory.transport.put_record(atmosphere.SCHEMA, rkey, {**good, "schema": hostile})
+            with pytest.raises(InvalidRecordError) as refused:
+                bob.get_schema(bad.uri)
+            assert bad.uri in _one_line(refused.value)
+            assert path is None or refused.value.path == path
+
+
+def test_records_that_break_the_lexicon_are_never_written(tmp_path: Path) -> None:
+    shards = _write(tmp_path / "data", n=2)
+    code = CodeRef("https://github.com/example/lenses", "0" * 40, "lenses.py:f")
+    with atmosphere.mock_atmosphere() as fake:
+        alice = fake.create_account("alice.test")
+        with pytest.raises(InvalidRecordError, match="allows 200") as long_name:
+            alice.publish_dataset(shards, name="n" * 201, sample_type=Reading)
+        assert long_name.value.path == "$.name" and "entry" in _one_line(long_name.value)
+        with pytest.raises(InvalidRecordError) as many_tags:
+            alice.publish_dataset(shards, name="t", sample_type=Reading, tags=["a"] * 31)
+        assert many_tags.value.path == "$.tags"
+        with pytest.raises(InvalidRecordError) as bad_version:
+            alice.publish_schema(atdata.Schema("Reading", "one", Reading.__schema__.fields))
+        assert bad_version.value.path == "$.version"
+        schema = alice.publish_schema(Reading).uri
+        with pytest.raises(InvalidRecordError) as bad_commit:
+            alice.publish_lens(
+                "l",
+                source_schema=schema,
+                target_schema=schema,
+                getter=CodeRef(code.repository, "0" * 41, code.path),
+                putter=code,
+            )
+        assert bad_commit.value.path == "$.getterCode.commit"
+        assert alice.list_datasets() == [] and alice.list_lenses() == []
+        # knownValues are suggestions: a language the lexicon does not list is allowed
+        julia = CodeRef(code.repository, code.commit, "lenses.jl:f", language="julia")
+        lens = alice.publish_lens(
+            "l", source_schema=schema, target_schema=schema, getter=julia, putter=julia
+        )
+        assert_valid(lens.value)
+
+
+def test_shards_over_http_are_read_through_the_storage_layer(
+    http_folder: tuple[Path, str],
+) -> None:
+    folder, base = http_folder
+    _write(folder, n=2)
+    with atmosphere.mock_atmosphere() as fake:
+        alice = fake.create_account("alice.test")
+        with pytest.raises(atdata.errors.UnreadableURLError) as missing:
+            alice.publish_dataset(f"{base}/absent.tar", name="gone", sample_type=Reading)
+        assert f"{base}/absent.tar" in _one_line(missing.value)
+        pub = alice.publish_dataset(
+            f"{base}/shard-000000.tar", name="one", sample_type=Reading, storage="blobs"
+        )
+        assert [s.score for s in alice.load_dataset("@alice.test/one")] == [0, 1]
+        assert pub.blobs_uploaded == 1

@@ -4,7 +4,9 @@ The record layouts follow the lexicons published with the atdata federation
 (``science.alt.dataset.schema``, ``.entry``, ``.label``, ``.lens`` and the
 storage unions), so records written here are read by every other atdata client.
 
-Two rules of the AT Protocol shape what is written:
+Every record built here is checked against its lexicon (:mod:`._lexicon`)
+before it is returned, so a record that would not conform is never sent. Two
+rules of the AT Protocol shape what is written too:
 
 - records never carry floats (the PDS refuses them): :func:`check_record`
   rejects them before a request is sent, naming the path;
@@ -21,11 +23,12 @@ import datetime as dt
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
-from atdata._types import FieldType, parse_type
+from atdata._types import FieldType, ManifestKind, parse_type
+from atdata.atmosphere import _lexicon as lexicon
 from atdata.atmosphere._errors import InvalidRecordError
 from atdata.sample import FieldSpec, Schema
 
@@ -225,10 +228,12 @@ def _check_value(value: Any, path: str) -> None:
     )
 
 
-def _clip(value: str, limit: int, what: str) -> str:
-    if len(value) > limit:
-        raise InvalidRecordError(f"{what} is {len(value)} characters; the lexicon allows {limit}.")
-    return value
+def _checked(record: dict[str, Any]) -> dict[str, Any]:
+    """``record``, once it is known to be writable: no floats, and it conforms to its lexicon."""
+    check_record(record)
+    collection = str(record["$type"])
+    lexicon.validate(record, collection, f"The new {collection} record {record.get('name')!r}")
+    return record
 
 
 def bytes_value(data: bytes) -> dict[str, str]:
@@ -317,7 +322,7 @@ def schema_record(
         body["arrayFormatVersions"] = {"ndarrayBytes": NDARRAY_FORMAT_VERSION}
     record: dict[str, Any] = {
         "$type": SCHEMA,
-        "name": _clip(schema.name, 100, "The schema name"),
+        "name": schema.name,
         "version": schema.version,
         "schemaType": "jsonSchema",
         "schema": body,
@@ -325,7 +330,7 @@ def schema_record(
         "atdataSchemaVersion": ATDATA_SCHEMA_VERSION,
     }
     if description:
-        record["description"] = _clip(description, 5000, "The description")
+        record["description"] = description
     metadata: dict[str, Any] = {}
     if license:
         metadata["license"] = license
@@ -333,19 +338,33 @@ def schema_record(
         metadata["tags"] = list(tags)
     if metadata:
         record["metadata"] = metadata
-    check_record(record)
-    return record
+    return _checked(record)
 
 
-def _field_type_of(prop: Mapping[str, Any], where: str) -> FieldType:
+def _unreadable(where: str, prop: Any) -> InvalidRecordError:
+    return InvalidRecordError(
+        f"Schema property {where} has a type atdata cannot read ({prop!r:.120}); "
+        "supported: string, integer, number, boolean, bytes, date-time, enums, ndarray, "
+        "arrays and objects of those."
+    )
+
+
+def _field_type_of(prop: Any, where: str) -> FieldType:
     """An atdata field type from a JSON Schema property (ours or another client's)."""
+    if not isinstance(prop, Mapping):
+        raise _unreadable(where, prop)
     if "x-atdata-type" in prop:
-        return parse_type(str(prop["x-atdata-type"]))
+        try:
+            return parse_type(str(prop["x-atdata-type"]))
+        except ValueError:
+            raise _unreadable(where, dict(prop)) from None
     ref = str(prop.get("$ref", ""))
     if "atdata-ndarray-bytes" in ref:
         return FieldType("ndarray")
-    if "anyOf" in prop:
-        members = [m for m in prop["anyOf"] if m.get("type") != "null"]
+    if isinstance(prop.get("anyOf"), list):
+        members = [
+            m for m in prop["anyOf"] if not (isinstance(m, Mapping) and m.get("type") == "null")
+        ]
         if len(members) == 1:
             return dataclasses.replace(_field_type_of(members[0], where), optional=True)
     kind = prop.get("type")
@@ -354,7 +373,7 @@ def _field_type_of(prop: Mapping[str, Any], where: str) -> FieldType:
         if len(rest) == 1:
             inner = _field_type_of({**prop, "type": rest[0]}, where)
             return dataclasses.replace(inner, optional="null" in kind)
-    if "enum" in prop:
+    if isinstance(prop.get("enum"), list):
         return FieldType("enum", choices=tuple(prop["enum"]))
     if kind == "string":
         fmt = prop.get("format")
@@ -370,11 +389,7 @@ def _field_type_of(prop: Mapping[str, Any], where: str) -> FieldType:
         return FieldType("list", item=_field_type_of(prop["items"], where + "[]"))
     if kind == "object" and isinstance(prop.get("additionalProperties"), Mapping):
         return FieldType("dict", item=_field_type_of(prop["additionalProperties"], where + "{}"))
-    raise InvalidRecordError(
-        f"Schema property {where} has a type atdata cannot read ({dict(prop)!r:.120}); "
-        "supported: string, integer, number, boolean, bytes, date-time, enums, ndarray, "
-        "arrays and objects of those."
-    )
+    raise _unreadable(where, dict(prop))
 
 
 def schema_from_record(record: Mapping[str, Any], uri: str = "") -> Schema:
@@ -396,8 +411,13 @@ def schema_from_record(record: Mapping[str, Any], uri: str = "") -> Schema:
             f"{where} has schemaType {record.get('schemaType')!r}; atdata reads 'jsonSchema'."
         )
     properties = body.get("properties") or {}
-    required = set(body.get("required") or ())
-    order = [n for n in body.get("propertyOrder") or () if n in properties]
+    if not isinstance(properties, Mapping):
+        raise InvalidRecordError(
+            f"{where}: schema.properties must be an object of field definitions.",
+            path="$.schema.properties",
+        )
+    required = set(_names(body, "required", where))
+    order = [n for n in _names(body, "propertyOrder", where) if n in properties]
     order += [n for n in properties if n not in order]
     fields = []
     for name in order:
@@ -408,6 +428,12 @@ def schema_from_record(record: Mapping[str, Any], uri: str = "") -> Schema:
         manifest = prop.get("x-atdata-manifest")
         if manifest is None and "x-atdata-type" not in prop:
             manifest = ft.default_manifest_kind()
+        elif manifest not in (None, *get_args(ManifestKind)):
+            raise InvalidRecordError(
+                f"{where}#{name} has x-atdata-manifest {manifest!r}; atdata knows "
+                f"{', '.join(get_args(ManifestKind))}.",
+                path=f"$.schema.properties.{name}",
+            )
         has_default = name not in required and not ft.optional
         fields.append(FieldSpec(name, ft, manifest, has_default))
     return Schema(
@@ -416,6 +442,16 @@ def schema_from_record(record: Mapping[str, Any], uri: str = "") -> Schema:
         fields=tuple(fields),
         module=uri,
     )
+
+
+def _names(body: Mapping[str, Any], key: str, where: str) -> list[str]:
+    """A list of field names in a JSON Schema body (``required``, ``propertyOrder``)."""
+    names = body.get(key) or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidRecordError(
+            f"{where}: schema.{key} must be a list of field names.", path=f"$.schema.{key}"
+        )
+    return names
 
 
 def schema_definition(record: Mapping[str, Any]) -> Any:
@@ -458,19 +494,17 @@ def entry_record(
     """
     record: dict[str, Any] = {
         "$type": ENTRY,
-        "name": _clip(name, 200, "The dataset name"),
+        "name": name,
         "schemaRef": schema_uri,
         "storage": dict(storage),
         "createdAt": created_at or now_iso(),
     }
     if description:
-        record["description"] = _clip(description, 5000, "The description")
+        record["description"] = description
     if tags:
-        if len(tags) > 30:
-            raise InvalidRecordError(f"{len(tags)} tags; the lexicon allows 30.")
-        record["tags"] = [_clip(t, 150, "A tag") for t in tags]
+        record["tags"] = list(tags)
     if license:
-        record["license"] = _clip(license, 200, "The license")
+        record["license"] = license
     size = {
         k: v
         for k, v in (("samples", samples), ("bytes", size_bytes), ("shards", shards))
@@ -479,14 +513,8 @@ def entry_record(
     if size:
         record["size"] = size
     if metadata:
-        packed = msgspec.msgpack.encode(dict(metadata))
-        if len(packed) > 100_000:
-            raise InvalidRecordError(
-                f"metadata is {len(packed)} bytes packed; the limit is 100000."
-            )
-        record["metadata"] = bytes_value(packed)
-    check_record(record)
-    return record
+        record["metadata"] = bytes_value(msgspec.msgpack.encode(dict(metadata)))
+    return _checked(record)
 
 
 def entry_metadata(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -544,16 +572,15 @@ def label_record(
     """A ``science.alt.dataset.label`` record: a name pointing at an entry."""
     record: dict[str, Any] = {
         "$type": LABEL,
-        "name": _clip(name, 200, "The label name"),
+        "name": name,
         "datasetUri": dataset_uri,
         "createdAt": created_at or now_iso(),
     }
     if version:
-        record["version"] = _clip(version, 50, "The label version")
+        record["version"] = version
     if description:
-        record["description"] = _clip(description, 5000, "The description")
-    check_record(record)
-    return record
+        record["description"] = description
+    return _checked(record)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -573,9 +600,9 @@ class CodeRef:
     def to_record(self) -> dict[str, Any]:
         """The ``codeReference`` object."""
         out = {
-            "repository": _clip(self.repository, 500, "The repository URL"),
-            "commit": _clip(self.commit, 40, "The commit hash"),
-            "path": _clip(self.path, 500, "The code path"),
+            "repository": self.repository,
+            "commit": self.commit,
+            "path": self.path,
             "language": self.language,
         }
         if self.branch:
@@ -609,7 +636,7 @@ def lens_record(
     """A ``science.alt.dataset.lens`` record: references to code, never code."""
     record: dict[str, Any] = {
         "$type": LENS,
-        "name": _clip(name, 100, "The lens name"),
+        "name": name,
         "sourceSchema": source_schema,
         "targetSchema": target_schema,
         "getterCode": getter.to_record(),
@@ -617,10 +644,9 @@ def lens_record(
         "createdAt": created_at or now_iso(),
     }
     if description:
-        record["description"] = _clip(description, 1000, "The description")
+        record["description"] = description
     if source_version:
         record["sourceSchemaVersion"] = source_version
     if target_version:
         record["targetSchemaVersion"] = target_version
-    check_record(record)
-    return record
+    return _checked(record)
