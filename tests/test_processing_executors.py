@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -463,10 +464,75 @@ def test_modal_executor_needs_a_registered_processor() -> None:
 
 
 @pytest.fixture
-def own_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+def own_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from atdata.processing import executors
 
     monkeypatch.setattr(executors, "_REGISTRY", dict(executors._REGISTRY))
+    executors._entry_points.cache_clear()
+    yield
+    executors._entry_points.cache_clear()  # forget the entry points a test installed
+
+
+@pytest.mark.usefixtures("own_registry")
+def test_register_executor_refuses_to_replace_a_name() -> None:
+    register_executor("test-inline", InlineExecutor)
+    with pytest.raises(ValueError, match=r"'test-inline' is already registered.*overwrite=True"):
+        register_executor("test-inline", LocalExecutor)
+    with pytest.raises(ValueError, match="'local'"):
+        register_executor("local", InlineExecutor)
+    assert isinstance(get_executor("test-inline")[0], InlineExecutor)
+
+
+@pytest.mark.usefixtures("own_registry")
+def test_register_executor_replaces_with_overwrite() -> None:
+    register_executor("local", InlineExecutor, overwrite=True)
+    executor, owned = get_executor("local")
+    assert isinstance(executor, InlineExecutor) and owned
+
+
+def _install_fake_plugin(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A distribution ``fake_exec`` declaring the executor ``fake`` in ``atdata.executors``."""
+    info = root / "fake_exec-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake_exec\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[atdata.executors]\nfake = fake_exec_plugin:FakeExecutor\n"
+    )
+    (root / "fake_exec_plugin.py").write_text(
+        "from atdata.processing import InlineExecutor\n\n\n"
+        "class FakeExecutor(InlineExecutor):\n"
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delitem(sys.modules, "fake_exec_plugin", raising=False)
+
+
+@pytest.mark.usefixtures("own_registry")
+def test_executors_are_found_through_entry_points(
+    readings: atdata.Dataset[Reading], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    _install_fake_plugin(site, monkeypatch)
+
+    executor, owned = get_executor("fake")
+    assert type(executor).__name__ == "FakeExecutor" and owned
+    assert type(executor).__module__ == "fake_exec_plugin"
+    out = readings.map(summarise, output_prefix=str(tmp_path / "o"), executor="fake")
+    assert len(as_dict(out)) == 48
+    # loaded once, then registered like any other name
+    with pytest.raises(ValueError, match="'fake' is already registered"):
+        register_executor("fake", InlineExecutor)
+
+
+@pytest.mark.usefixtures("own_registry")
+def test_unknown_executor_names_the_entry_point_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _install_fake_plugin(tmp_path, monkeypatch)
+    with pytest.raises(ProcessingError, match=r"Unknown executor 'fak'\. Did you mean 'fake'\?"):
+        get_executor("fak")
+    assert "fake_exec_plugin" not in sys.modules  # listing names imports nothing
 
 
 @pytest.mark.usefixtures("own_registry")

@@ -12,12 +12,15 @@ Every executor has the same verbs (STYLE 2):
 Built in, by name: ``"inline"`` (in the calling process, for debugging),
 ``"local"`` (a process pool, the default), ``"dask"`` (``dask.distributed``)
 and ``"modal"`` (Modal functions). Third parties add theirs with
-:func:`register_executor`.
+:func:`register_executor`, or from their package's metadata in the
+``atdata.executors`` entry-point group.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -27,7 +30,10 @@ if TYPE_CHECKING:
     from atdata.processing._processor import Processor
     from atdata.processing._task import ShardResult, ShardTask
 
-__all__ = ["Executor", "TaskHandle", "get_executor", "register_executor"]
+__all__ = ["ENTRY_POINT_GROUP", "Executor", "TaskHandle", "get_executor", "register_executor"]
+
+# The entry-point group a package declares its executors in, read on the first unknown name.
+ENTRY_POINT_GROUP = "atdata.executors"
 
 
 @runtime_checkable
@@ -61,8 +67,11 @@ class Executor(Protocol):
         ...
 
 
+_Target = str | Callable[..., Executor]
+_Entry = tuple[_Target, tuple[str, str] | None]
+
 # name -> (dotted path of the class or factory, (package, extra) needed, or None)
-_REGISTRY: dict[str, tuple[str | Callable[..., Executor], tuple[str, str] | None]] = {
+_REGISTRY: dict[str, _Entry] = {
     "inline": ("atdata.processing.executors.inline:InlineExecutor", None),
     "local": ("atdata.processing.executors.local:LocalExecutor", None),
     "dask": ("atdata.processing.executors.dask:DaskExecutor", ("distributed", "dask")),
@@ -72,11 +81,18 @@ _REGISTRY: dict[str, tuple[str | Callable[..., Executor], tuple[str, str] | None
 
 def register_executor(
     name: str,
-    target: str | Callable[..., Executor],
+    target: _Target,
     *,
     requires: tuple[str, str] | None = None,
+    overwrite: bool = False,
 ) -> None:
     """Make ``executor=name`` resolve to ``target``.
+
+    A package can instead declare its executors in its metadata, under the
+    ``atdata.executors`` entry-point group (:data:`ENTRY_POINT_GROUP`); the
+    group is read the first time an unregistered name is asked for, and each
+    entry point's object is a class or factory, as ``target`` here. Names
+    registered in code, and the built-in ones, take precedence.
 
     Args:
         name: the name users pass as ``executor=``.
@@ -86,12 +102,48 @@ def register_executor(
             processor.
         requires: ``(package, extra)`` to name in the install hint when the
             import fails, e.g. ``("ray", "ray")``.
+        overwrite: replace an executor already registered under ``name``
+            (a built-in one too).
+
+    Raises:
+        ValueError: ``name`` is taken and ``overwrite`` is false.
 
     Example:
         >>> atdata.processing.register_executor("ray", "my_pkg.executors:RayExecutor")
         >>> ds.map(fn, output_prefix="s3://b/out", executor="ray")
+        >>> atdata.processing.register_executor("local", MyPool, overwrite=True)
+
+        Or, without any code at import time, in the plugin's ``pyproject.toml``:
+
+        .. code-block:: toml
+
+            [project.entry-points."atdata.executors"]
+            ray = "my_pkg.executors:RayExecutor"
     """
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"an executor named {name!r} is already registered; pass overwrite=True to replace it"
+        )
     _REGISTRY[name] = (target, requires)
+
+
+@functools.cache
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    """The installed packages' executors by name (the first one wins a clash), read once."""
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(point.name, point)
+    return found
+
+
+def _lookup(name: str) -> _Entry | None:
+    """A registered executor, else one from an entry point (then registered), else None."""
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        point = _entry_points().get(name)
+        if point is not None:
+            entry = _REGISTRY.setdefault(name, (point.load(), None))
+    return entry
 
 
 def get_executor(
@@ -102,6 +154,9 @@ def get_executor(
     ``None`` picks ``"modal"`` for a processor registered on a ``modal.App``,
     else ``"local"``.
 
+    A name that is not registered is looked up in the ``atdata.executors``
+    entry points (see :func:`register_executor`).
+
     Raises:
         ProcessingError: the name is unknown.
         MissingDependencyError: the executor's package is not installed.
@@ -110,17 +165,18 @@ def get_executor(
         executor = "modal" if processor is not None and processor.app is not None else "local"
     if not isinstance(executor, str):
         return _wrap_native(executor), False
-    try:
-        target, requires = _REGISTRY[executor]
-    except KeyError:
+    entry = _lookup(executor)
+    if entry is None:
         from atdata.errors import closest
 
-        hint = closest(executor, _REGISTRY)
+        known = sorted({*_REGISTRY, *_entry_points()})
+        hint = closest(executor, known)
         extra = f" Did you mean {hint[0]!r}?" if hint else ""
         raise ProcessingError(
-            f"Unknown executor {executor!r}.{extra} Known: {', '.join(sorted(_REGISTRY))}; "
+            f"Unknown executor {executor!r}.{extra} Known: {', '.join(known)}; "
             "or pass an executor instance, or add one with register_executor()."
-        ) from None
+        )
+    target, requires = entry
     if isinstance(target, str):
         module_name, _, attr = target.partition(":")
         try:
