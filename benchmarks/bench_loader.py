@@ -15,9 +15,13 @@ large: 256x256x3), in one run:
 - resume: the time from ``load_state_dict`` (a state at 90 % of an epoch) to
   the first sample, against reading from the start to the same point.
 
-Mosaic Streaming is not measured: installing ``mosaicml-streaming`` here
-downgrades numpy and pulls the transformers, Azure, GCS and OCI SDKs into the
-environment (BENCHMARKS.md has the details).
+Mosaic Streaming (``MDSWriter`` then ``StreamingDataset`` +
+``StreamingDataLoader``, local and from the same S3 server) when it imports.
+Its package declares numpy < 2.2 and the torchvision, Azure, GCS and OCI SDKs;
+installed with ``--no-deps`` (see benchmarks/README.md) it runs on this numpy,
+and the torchvision modules its vision helpers import at package import (this
+benchmark uses none of them) are replaced by empty placeholders when no
+working torchvision is installed.
 
 Run:
     python benchmarks/bench_loader.py            # 100,000 small + 5,000 large samples
@@ -120,6 +124,48 @@ def write_litdata(n: int, shape: tuple[int, ...], folder: str) -> str:
     return folder
 
 
+def import_streaming() -> Any:
+    """Mosaic's ``streaming`` package, or None when it is not installed."""
+    import importlib.machinery
+    import importlib.util
+    import types
+
+    if importlib.util.find_spec("streaming") is None:
+        return None
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 - missing, or built for another torch
+        # ``import streaming`` imports its vision datasets, which import torchvision
+        for name in (
+            "torchvision",
+            "torchvision.datasets",
+            "torchvision.transforms",
+            "torchvision.transforms.functional",
+        ):
+            module = types.ModuleType(name)
+            module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+            module.__path__ = []  # type: ignore[attr-defined]
+            sys.modules[name] = module
+        sys.modules["torchvision.datasets"].VisionDataset = type("VisionDataset", (), {})  # type: ignore[attr-defined]
+        sys.modules["torchvision.transforms.functional"].to_tensor = None  # type: ignore[attr-defined]
+    import streaming
+
+    return streaming
+
+
+def write_mosaic(n: int, shape: tuple[int, ...], folder: str) -> str:
+    streaming = import_streaming()
+    columns = {
+        "image": f"ndarray:uint8:{','.join(map(str, shape))}",
+        "label": "int",
+        "score": "float64",
+    }
+    with streaming.MDSWriter(out=folder, columns=columns, size_limit=1 << 26) as sink:
+        for image, label, score in rows(n, shape):
+            sink.write({"image": image, "label": label, "score": score})
+    return folder
+
+
 # -- loaders (each returns the samples it saw) --------------------------------------------
 
 
@@ -158,6 +204,16 @@ def load_litdata(folder: str) -> int:
 
     ds = litdata.StreamingDataset(folder, shuffle=True, seed=0)
     loader = litdata.StreamingDataLoader(ds, batch_size=BATCH, num_workers=WORKERS)
+    return sum(len(batch["label"]) for batch in loader)
+
+
+def load_mosaic(local: str, remote: str | None = None) -> int:
+    streaming = import_streaming()
+    streaming.base.util.clean_stale_shared_memory()
+    ds = streaming.StreamingDataset(
+        local=local, remote=remote, shuffle=True, shuffle_seed=0, batch_size=BATCH
+    )
+    loader = streaming.StreamingDataLoader(ds, batch_size=BATCH, num_workers=WORKERS)
     return sum(len(batch["label"]) for batch in loader)
 
 
@@ -298,12 +354,13 @@ def run_case(
     root: str,
     repeat: int,
     litdata_ok: bool,
+    mosaic_ok: bool,
 ) -> None:
     print(
         f"\n== {name}: {n:,} samples, image {shape}, {WORKERS} DataLoader workers, "
         f"batches of {BATCH} =="
     )
-    folders = {k: os.path.join(root, name, k) for k in ("atdata", "wds", "litdata")}
+    folders = {k: os.path.join(root, name, k) for k in ("atdata", "wds", "litdata", "mosaic")}
     for folder in folders.values():
         os.makedirs(folder, exist_ok=True)
     at = write_atdata(n, shape, folders["atdata"], per_shard)
@@ -318,6 +375,9 @@ def run_case(
             rates["local litdata"], _ = timed(lambda: load_litdata(folders["litdata"]), repeat)
         except Exception as exc:  # noqa: BLE001 - a peer failing is reported, not fatal
             print(f"  litdata: skipped ({type(exc).__name__}: {exc})")
+    if mosaic_ok:
+        write_mosaic(n, shape, folders["mosaic"])
+        rates["local mosaic"], _ = timed(lambda: load_mosaic(folders["mosaic"]), repeat)
     stop, endpoint = start_remote(root)
     try:
         remote_at = upload(folders["atdata"], f"{name}-atdata", endpoint)
@@ -329,24 +389,34 @@ def run_case(
         )
         if shutil.which("curl"):
             rates["remote webdataset"], _ = timed(lambda: load_wds(remote_wd), repeat)
+        if mosaic_ok:
+            upload(folders["mosaic"], f"{name}-mosaic", endpoint)
+            os.environ["S3_ENDPOINT_URL"] = endpoint  # where Mosaic's boto3 client goes
+
+            def remote_mosaic() -> int:
+                local = tempfile.mkdtemp(dir=root)  # a fresh cache: every run downloads
+                return load_mosaic(local, f"s3://{name}-mosaic")
+
+            rates["remote mosaic"], _ = timed(remote_mosaic, repeat)
     finally:
         stop()
-        for var in ("AWS_ENDPOINT_URL",):
+        for var in ("AWS_ENDPOINT_URL", "S3_ENDPOINT_URL"):
             os.environ.pop(var, None)
     resumed, from_start = resume_cost(at)
     for label, rate in rates.items():
         print(f"  {label:28s} {rate:12,.0f} samples/s")
     print("  ratios:")
     local = rates["local atdata"]
-    for peer in ("local webdataset", "local litdata"):
+    for peer in ("local webdataset", "local litdata", "local mosaic"):
         if peer in rates:
             print(f"    local atdata / {peer[6:]:18s} {local / rates[peer]:8.2f}x")
     remote = rates["remote atdata prefetch=2"]
     print(f"    remote atdata / local atdata      {remote / local:8.2f}x  (goal >= 0.67)")
     no_prefetch = rates["remote atdata prefetch=0"]
     print(f"    prefetch=2 / prefetch=0            {remote / no_prefetch:8.2f}x")
-    if "remote webdataset" in rates:
-        print(f"    remote atdata / webdataset        {remote / rates['remote webdataset']:8.2f}x")
+    for peer in ("remote webdataset", "remote mosaic"):
+        if peer in rates:
+            print(f"    remote atdata / {peer[7:]:18s} {remote / rates[peer]:8.2f}x")
     print(
         f"  resume at 90%: {resumed * 1e3:.0f} ms to the first sample vs "
         f"{from_start * 1e3:.0f} ms reading from the start ({from_start / resumed:.0f}x)"
@@ -369,14 +439,33 @@ def main() -> None:
     except ImportError:
         print("litdata: not installed (pip install litdata 'torch==2.13.0'); its rows are skipped")
         litdata_ok = False
+    mosaic_ok = import_streaming() is not None
+    if not mosaic_ok:
+        print("mosaicml-streaming: not installed (see benchmarks/README.md); its rows are skipped")
     root = tempfile.mkdtemp(prefix="atdata-bench-loader-")
     try:
         if args.only in (None, "small"):
             run_case(
-                "small", 100_000 // scale, (32, 32, 3), 10_000 // scale, root, repeat, litdata_ok
+                "small",
+                100_000 // scale,
+                (32, 32, 3),
+                10_000 // scale,
+                root,
+                repeat,
+                litdata_ok,
+                mosaic_ok,
             )
         if args.only in (None, "large"):
-            run_case("large", 5_000 // scale, (256, 256, 3), 500 // scale, root, repeat, litdata_ok)
+            run_case(
+                "large",
+                5_000 // scale,
+                (256, 256, 3),
+                500 // scale,
+                root,
+                repeat,
+                litdata_ok,
+                mosaic_ok,
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"\npython {sys.version.split()[0]}, {os.cpu_count()} CPUs")

@@ -143,12 +143,9 @@ def _logger() -> logging.Logger:
 def set_mode(mode: str, provider: Any) -> None:
     for name, value in _ORIGINAL.items():
         setattr(obs, name, value)
-    obs.configure_logging(None)
-    # back to the default (auto-detect a global provider; none is installed here),
-    # which OpenTelemetry being imported makes the slower of the two "off" paths
-    obs._tracer = None
-    obs._tracing_mode = obs._AUTO
-    obs.metrics.reset()
+    # back to the default (tracing auto-detects a global provider; none is installed
+    # here), which OpenTelemetry being imported makes the slower of the two "off" paths
+    obs.reset()
     if mode == "stubbed":
         for name, value in _STUBS.items():
             setattr(obs, name, value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import http.server
 import itertools
 import os
@@ -16,6 +17,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -371,6 +373,26 @@ def test_a_shared_cache_downloads_each_shard_once(tmp_path: Path) -> None:
     cached = [p for p in cache.iterdir() if p.suffix == ".tar"]
     assert len(cached) == len(tar_gets)
     assert not [p for p in cache.iterdir() if p.name.endswith(".partial")]
+
+
+def test_workers_share_one_download_of_a_remote_shard_without_a_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = write(tmp_path / "data")
+    expected = labels(atdata.Dataset[Item](local).shuffled(seed=3, buffer_size=30))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    with serve(tmp_path / "data") as (base, handler):
+        remote = [f"{base}/{Path(u).name}" for u in local]
+        view = atdata.Dataset[Item](remote).shuffled(seed=3, buffer_size=30)
+        assert labels(loader(view, 2)) == expected
+        tar_gets = {k: v for k, v in handler.gets.items() if k.endswith(".tar")}
+    assert len(tar_gets) == len(local) and set(tar_gets.values()) == {1}
+    assert [p.name[:15] for p in temp.iterdir()] == ["atdata-scratch-"]
+    del view
+    gc.collect()
+    assert not list(temp.iterdir())  # the scratch cache goes with its view
 
 
 def test_the_cache_evicts_least_recently_used_beyond_its_limit(tmp_path: Path) -> None:

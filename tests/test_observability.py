@@ -70,19 +70,11 @@ HISTOGRAMS = ["shard_processing_time", "query_time", "shard_write_time"]
 
 
 @pytest.fixture(autouse=True)
-def _default_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _default_state() -> Iterator[None]:
     """Start and end every test with nothing configured."""
-    # Tracing has no public "back to auto-detect" switch (disable_tracing is a
-    # hard off), so its two globals are restored by monkeypatch.
-    monkeypatch.setattr(obs, "_tracer", None)
-    monkeypatch.setattr(obs, "_tracing_mode", obs._AUTO)
-    configure_logging(None)
-    disable_prometheus()
-    metrics.reset()
+    obs.reset()
     yield
-    configure_logging(None)
-    disable_prometheus()
-    metrics.reset()
+    obs.reset()
 
 
 def _run_python(code: str, stdin: str = "") -> str:
@@ -623,6 +615,50 @@ def test_disable_tracing_stops_spans(spans: InMemorySpanExporter) -> None:
     assert [s.name for s in spans.get_finished_spans()] == ["before"]
 
 
+def test_reset_turns_off_logging_metrics_and_tracing(spans: InMemorySpanExporter) -> None:
+    configure_logging(logging.getLogger("atdata.test.reset"))
+    enable_prometheus(CollectorRegistry())
+    metrics.samples_read.inc(3)
+    metrics.query_time.observe(0.5)
+    assert logging_enabled() and tracing_enabled()
+
+    obs.reset()
+
+    assert not logging_enabled()
+    assert metrics.prometheus_registry is None
+    assert set(metrics.snapshot().values()) == {0.0}
+    assert not tracing_enabled()
+    with trace("after_reset"):
+        pass
+    assert spans.get_finished_spans() == ()
+
+
+def test_reset_undoes_disable_tracing() -> None:
+    # Back to auto-detecting the global provider, which is once-per-process: in a child.
+    out = _run_python(
+        """
+        import atdata.observability as obs
+        from opentelemetry import trace as otel_trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        otel_trace.set_tracer_provider(provider)
+        obs.disable_tracing()
+        with obs.trace("disabled"):
+            pass
+        obs.reset()
+        with obs.trace("auto_detected"):
+            pass
+        print(",".join(s.name for s in exporter.get_finished_spans()))
+        """
+    )
+    assert out.strip() == "auto_detected"
+
+
 def test_configure_tracing_without_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'atdata\[tracing\]'"):
@@ -691,8 +727,5 @@ def test_all_is_sorted_and_importable() -> None:
     for name in obs.__all__:
         assert hasattr(obs, name), name
     # "@py..." names come from pytest's assertion rewriting of plugin packages
-    public = {n for n in vars(obs) if not n.startswith(("_", "@"))} - {
-        "annotations", "itertools", "math", "sys", "threading", "time", "bisect_left",
-        "Callable", "Iterator", "Mapping", "TYPE_CHECKING", "Any", "Protocol", "Self", "TypeVar",
-    }  # fmt: skip
+    public = {n for n in vars(obs) if not n.startswith(("_", "@"))} - {"annotations"}
     assert public == set(obs.__all__)

@@ -21,7 +21,7 @@ import atdata
 import atdata.observability as obs
 from atdata import Dataset, ShardWriter
 from atdata.errors import PartialFailureError
-from atdata.observability import configure_logging, configure_tracing, disable_prometheus, metrics
+from atdata.observability import configure_logging, configure_tracing, metrics
 from atdata.pipeline import InlineRunner, PipelineRegistry, create_app
 
 TOKEN = "test-token-0123456789abcdef"
@@ -52,17 +52,11 @@ def fail_on_second_shard(sample: ObsSample) -> ObsOut:
 
 
 @pytest.fixture(autouse=True)
-def _default_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _default_state() -> Iterator[None]:
     """Nothing configured and every metric at zero, before and after each test."""
-    monkeypatch.setattr(obs, "_tracer", None)
-    monkeypatch.setattr(obs, "_tracing_mode", obs._AUTO)
-    configure_logging(None)
-    disable_prometheus()
-    metrics.reset()
+    obs.reset()
     yield
-    configure_logging(None)
-    disable_prometheus()
-    metrics.reset()
+    obs.reset()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from atdata import observability as obs
 from atdata.errors import CredentialsError, StorageError, UnreadableURLError
@@ -95,14 +95,23 @@ def parse_size(size: int | str | None) -> int | None:
 class ShardCache:
     """Whole remote shards on local disk, shared by processes, evicted least recently used.
 
+    Args:
+        root: the cache folder (created if missing).
+        limit: the most bytes to keep (``"50GB"``, ``"512MiB"`` or a number);
+            None: no limit.
+        max_shards: the most shards to keep; None: no limit.
+
     Example:
         >>> cache = ShardCache("/tmp/atdata-cache", limit="50GB")   # doctest: +SKIP
         >>> local_path = cache.fetch("s3://bucket/shard-000000.tar")  # doctest: +SKIP
     """
 
-    def __init__(self, root: str, limit: int | str | None = None) -> None:
+    def __init__(
+        self, root: str, limit: int | str | None = None, *, max_shards: int | None = None
+    ) -> None:
         self.root = os.path.abspath(os.path.expanduser(root))
         self.limit = parse_size(limit)
+        self.max_shards = max_shards
         os.makedirs(self.root, exist_ok=True)
 
     def path_for(self, url: str, version: str | None = None) -> str:
@@ -154,7 +163,7 @@ class ShardCache:
         obs.log_event("shard cached", shard=url, path=path, bytes=os.path.getsize(path))
 
     def _evict(self, keep: str) -> None:
-        if self.limit is None:
+        if self.limit is None and self.max_shards is None:
             return
         entries = []
         for entry in os.scandir(self.root):
@@ -163,15 +172,16 @@ class ShardCache:
             with contextlib.suppress(FileNotFoundError):
                 stat = entry.stat()
                 entries.append((stat.st_mtime, stat.st_size, entry.path))
-        total = sum(size for _, size, _ in entries)
+        total, count = sum(size for _, size, _ in entries), len(entries)
+        limit, most = self.limit, self.max_shards
         for _, size, path in sorted(entries):
-            if total <= self.limit:
+            if (limit is None or total <= limit) and (most is None or count <= most):
                 break
             if path == keep:
                 continue
             with contextlib.suppress(FileNotFoundError):  # readers keep an open file valid
                 os.unlink(path)
-                total -= size
+                total, count = total - size, count - 1
 
 
 @contextlib.contextmanager
@@ -187,33 +197,36 @@ def _locked(path: str) -> Iterator[None]:
 # -- pieces -----------------------------------------------------------------------------
 
 
-def _fetch(piece: Fetch, cache: ShardCache | None) -> bytes | str:
-    """What a background thread gets for a piece: a cached local path, or its bytes."""
+def _fetch(piece: Fetch, cache: ShardCache | None) -> bytes | IO[bytes]:
+    """What a background thread gets for a piece: its cached copy, open (so that an
+    eviction meanwhile cannot take it away), or its bytes."""
     url, start, stop = piece
     if cache is not None:
-        return cache.fetch(url)
+        return open(cache.fetch(url), "rb")
     store, path = store_for(url)
     if stop is None:
         return with_retries(url, lambda: store.read(path)[start:])
     return with_retries(url, lambda: store.range(path, start, stop - start))
 
 
-def _raw(piece: Fetch, got: bytes | str | None) -> Iterator[RawSample]:
+def _raw(piece: Fetch, got: bytes | IO[bytes] | None) -> Iterator[RawSample]:
     url, start, stop = piece
     if got is None:  # a local shard: stream it
         return iter_raw(url, byte_range=(start, stop))
-    if isinstance(got, str):  # the cached copy
-        return _renamed(iter_raw(got, byte_range=(start, stop)), got, url)
-    return _shifted(iter_raw(url, stream=io.BytesIO(got)), start)
+    if isinstance(got, bytes):
+        return _shifted(iter_raw(url, stream=io.BytesIO(got)), start)
+    return _cached(got, url, start, stop)
 
 
-def _renamed(samples: Iterator[RawSample], local: str, url: str) -> Iterator[RawSample]:
+def _cached(copy: IO[bytes], url: str, start: int, stop: int | None) -> Iterator[RawSample]:
     from atdata.errors import ShardCorruptError
 
-    try:
-        yield from samples
-    except ShardCorruptError as exc:
-        raise ShardCorruptError(url, exc.offset, f"{exc.reason} (cached copy {local})") from None
+    with copy:
+        try:
+            yield from iter_raw(url, byte_range=(start, stop), stream=copy)
+        except ShardCorruptError as exc:
+            reason = f"{exc.reason} (cached copy {copy.name})"
+            raise ShardCorruptError(url, exc.offset, reason) from None
 
 
 def _shifted(samples: Iterator[RawSample], base: int) -> Iterator[RawSample]:
@@ -231,7 +244,7 @@ def prefetched(
     remote ones (or their cached copies) are fetched on ``prefetch`` background
     threads, that many pieces ahead (0: in the caller, when reached).
     """
-    pending: deque[tuple[Fetch | None, T, Future[bytes | str] | None]] = deque()
+    pending: deque[tuple[Fetch | None, T, Future[bytes | IO[bytes]] | None]] = deque()
     pool = ThreadPoolExecutor(max(prefetch, 1), thread_name_prefix="atdata-prefetch")
     try:
         source = iter(items)
@@ -258,7 +271,7 @@ def prefetched(
                 continue
             ahead -= 1
             if future is not None:
-                got: bytes | str | None = future.result()
+                got: bytes | IO[bytes] | None = future.result()
             elif not is_local(piece[0]):
                 got = _fetch(piece, cache)
             else:

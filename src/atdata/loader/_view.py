@@ -12,6 +12,11 @@ modulo ``k``, and the DataLoader takes one item from each worker in turn — so
 the sequence that comes out is the same for any number of workers. Each worker
 decodes only its own samples.
 
+Remote shards and several workers: every worker reads from every shard of a
+window (each decodes its own share), so without ``cache_dir`` the workers
+share a scratch cache in the temporary folder — one download per shard, not
+one per worker — holding a few shards per worker and removed with the view.
+
 How resume works: ``state_dict()`` records the epoch and the position of the
 next item. The order is arithmetic on ``(seed, epoch, rank, window)``, so
 ``load_state_dict`` regenerates the shuffle window that holds that position
@@ -24,7 +29,11 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sys
+import tempfile
+import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -44,15 +53,16 @@ from atdata.shards.reader import (
     handle_error,
     handle_mismatch,
 )
+from atdata.storage import is_local
 
 __all__ = ["DatasetView", "rank_and_world", "register_with_torch", "worker_and_workers"]
 
 STATE_VERSION = 1
 _COUNT_EVERY = 4096
 _BIG_SAMPLE = 64 << 10
-_WINDOWS_AHEAD = 4  # windows whose shards' offsets are read in one concurrent round
 """Samples at least this big (on average in a shard) are fetched one by one when a
 worker needs only some of them; smaller ones are streamed with their neighbours."""
+_WINDOWS_AHEAD = 4  # windows whose shards' offsets are read in one concurrent round
 
 
 class DatasetView:
@@ -116,6 +126,12 @@ class DatasetView:
         self._resume_at = 0  # position the next iteration starts at
         self._next = 0  # position after the last item this process yielded
         self._active: Iterator[Any] | None = None  # the pass ``next(view)`` takes from
+        self._scratch: str | None = None  # the workers' shared cache, when they need one
+        if cache_dir is None and not all(is_local(url) for url in source.shards):
+            self._scratch = os.path.join(
+                tempfile.gettempdir(), f"atdata-scratch-{uuid.uuid4().hex[:16]}"
+            )
+            weakref.finalize(self, _remove_scratch, self._scratch, os.getpid())
         register_with_torch()
 
     # -- epochs and lengths -------------------------------------------------------------
@@ -403,7 +419,12 @@ class DatasetView:
         ]
 
     def _cache(self) -> ShardCache | None:
-        return ShardCache(self.cache_dir, self.cache_limit) if self.cache_dir else None
+        if self.cache_dir:
+            return ShardCache(self.cache_dir, self.cache_limit)
+        workers = worker_and_workers()[1]
+        if self._scratch is None or workers < 2:
+            return None
+        return ShardCache(self._scratch, max_shards=2 * workers * (self.prefetch + 2) + 8)
 
     def __repr__(self) -> str:
         kind = "shuffled" if self.shuffle else "ordered"
@@ -411,6 +432,11 @@ class DatasetView:
             f"DatasetView({kind}, shards={len(self.source.shards)}, epoch={self.epoch}, "
             f"rank={self.rank}/{self.world_size}, batch_size={self.batch_size})"
         )
+
+
+def _remove_scratch(path: str, owner: int) -> None:
+    if os.getpid() == owner:  # not in a forked worker that inherited the view
+        shutil.rmtree(path, ignore_errors=True)
 
 
 Selection = Callable[[int, int], np.ndarray]
