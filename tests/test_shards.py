@@ -575,3 +575,11 @@ def test_a_rerun_removes_what_killed_writers_left(tmp_path: Path) -> None:
     with ShardWriter(str(tmp_path / "s-%06d.tar")) as sink:
         sink.write({"__key__": "k", "msgpack": b"\x80"})
     assert not leftover.exists() and alive.exists() and other.exists()
+
+
+def test_only_a_number_field_makes_a_pattern(tmp_path: Path) -> None:
+    assert write(str(tmp_path / "a%20b.tar"), 1) == [str(tmp_path / "a%20b.tar")]
+    assert write(str(tmp_path / "100%-%04d.tar"), 2, maxcount=1) == [
+        str(tmp_path / "100%-0000.tar"),
+        str(tmp_path / "100%-0001.tar"),
+    ]

@@ -31,7 +31,7 @@ from atdata.sample import DictSample, PackableSample, Schema
 from atdata.shards import ShardWriter
 from atdata.shards._tar import end_of_archive
 from atdata.shards.reader import ErrorPolicy, RawSample, decode_raw, iter_raw
-from atdata.storage import store_for
+from atdata.storage import LiteralURL, store_for
 
 __all__ = ["OnError", "ShardResult", "ShardTask", "process_shard"]
 
@@ -228,7 +228,7 @@ def _run(task: ShardTask, counts: _Counts) -> None:
     decode = typing.cast(Any, payload.stored_type).from_bytes
     policy = payload.on_error
     writer = ShardWriter(
-        task.output_url,
+        LiteralURL(task.output_url),  # one output shard, named as planned ('%' included)
         maxcount=2**62,
         maxsize=float("inf"),
         manifest=True,

@@ -6,6 +6,7 @@ import contextlib
 import glob
 import hashlib
 import os
+import re
 import queue
 import threading
 import time
@@ -258,6 +259,20 @@ def _remove_quietly(path: str) -> None:
         os.remove(path)
 
 
+_NUMBER_FIELD = re.compile(r"%\d*d")
+
+
+def _number_field(pattern: str) -> re.Match[str] | None:
+    """The ``%06d``-style field a shard pattern numbers its shards with, if it has one.
+
+    Only that field is formatted, so other ``%`` signs (``a%20b.tar``) stay as they
+    are; a :class:`~atdata.storage.LiteralURL` never has one.
+    """
+    if isinstance(pattern, LiteralURL):
+        return None
+    return _NUMBER_FIELD.search(pattern)
+
+
 class ShardWriter:
     """Write samples into numbered tar shards, each committed atomically.
 
@@ -304,11 +319,7 @@ class ShardWriter:
             raise ValueError("maxcount and maxsize must be positive")
         if isinstance(pattern, os.PathLike):
             pattern = os.fspath(pattern)
-        if (
-            "%" not in pattern
-            and not pattern.endswith(".tar")
-            and not isinstance(pattern, LiteralURL)
-        ):
+        if _number_field(pattern) is None and not pattern.endswith(".tar"):
             raise ShardError(
                 f"shard pattern {pattern!r} needs a number field such as %06d "
                 "(e.g. 'out/shard-%06d.tar')"
@@ -411,8 +422,10 @@ class ShardWriter:
     # -- shard lifecycle -----------------------------------------------------------
 
     def _open(self) -> _OpenShard:
-        if "%" in self.pattern and not isinstance(self.pattern, LiteralURL):
-            url = self.pattern % self._next_shard
+        field = _number_field(self.pattern)
+        if field is not None:
+            url = f"{self.pattern[: field.start()]}{field[0] % self._next_shard}"
+            url += self.pattern[field.end() :]
         elif not self.shards and self._committing is None:
             url = self.pattern
         else:
