@@ -202,7 +202,7 @@ def test_decorator_registers_and_stays_callable() -> None:
 
 
 def test_the_package_itself_is_the_decorator() -> None:
-    # `atdata.pipeline` is both the package and the decorator (the roadmap's spelling)
+    # `atdata.pipeline` is both the package and the decorator (as the docs spell it)
     reg = PipelineRegistry()
 
     @ap(trigger="s3://bucket/in", output="s3://bucket/out", registry=reg, name="named")

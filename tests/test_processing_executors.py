@@ -1,4 +1,4 @@
-"""The executor conformance suite: every executor must pass the same tests (STYLE 9).
+"""The executor conformance suite: every executor must pass the same tests.
 
 Executors under test: ``inline``, ``local`` (2 processes), ``dask`` (a
 ``LocalCluster`` of 2 worker processes) and ``modal`` (the function registered

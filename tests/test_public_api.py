@@ -11,7 +11,7 @@ import pytest
 
 import atdata
 
-# What issue 2 and DESIGN.md promise at the top level.
+# What the README and docs/architecture.md promise at the top level.
 _PROMISED = {
     "Dataset",
     "DatasetDict",

@@ -473,7 +473,7 @@ class DatasetDict(dict[str, Dataset[Any]]):
 
 def load_dataset(
     path: str | Sequence[str],
-    T: type | None = None,  # noqa: N803 - the roadmap's spelling
+    T: type | None = None,  # noqa: N803 - the documented spelling, load_dataset(url, T=Type)
     split: str | None = None,
     *,
     data_files: dict[str, str | Sequence[str]] | None = None,

@@ -1,6 +1,6 @@
 """The pipelines ``atdata serve --pipelines`` loads in the end-to-end tests and the benchmark.
 
-Written as the roadmap writes them: the pipeline calls ``ds.map(transform_sample)``
+Written as the docs write them: the pipeline calls ``ds.map(transform_sample)``
 with no output prefix, and the map lands under the pipeline's output.
 Buckets come from the environment (set by the test or benchmark that starts the server).
 """

@@ -1,6 +1,6 @@
 """Executors: where shard tasks run. One small interface, resolved by name.
 
-Every executor has the same verbs (STYLE 2):
+Every executor has the same verbs:
 
 - ``submit(task)`` runs one task and returns a handle whose ``result()``
   gives the :class:`~atdata.processing.ShardResult`;
