@@ -388,6 +388,25 @@ def _s3_code(exc: BaseException) -> str:
 # -- local disk -------------------------------------------------------------------------
 
 
+def _set_up(db: sqlite3.Connection, *, patience_s: float = 30.0) -> None:
+    """WAL mode and the table. Switching a new file to WAL is not covered by SQLite's busy
+    timeout, so processes opening the same new ledger at once retry it."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, version INTEGER NOT NULL,"
+                " state TEXT NOT NULL, record TEXT NOT NULL)"
+            )
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class SQLiteLedger(EventLedger):
     """A ledger in one SQLite file; each state change is one atomic statement."""
 
@@ -400,12 +419,7 @@ class SQLiteLedger(EventLedger):
             self._db = sqlite3.connect(
                 self.path, timeout=30, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, version INTEGER NOT NULL,"
-                " state TEXT NOT NULL, record TEXT NOT NULL)"
-            )
+            _set_up(self._db)
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"cannot open the event ledger {self.path}: {exc}", url=url) from exc
         self._db_lock = threading.Lock()
