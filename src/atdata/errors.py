@@ -23,7 +23,8 @@ The tree, drawn once so it can be read at a glance::
     │   └── WorkerLostError
     ├── PipelineError                   an event or trigger is unusable
     │   ├── InvalidEventError           a request body is not a usable event or job
-    │   └── LedgerError                 the pipeline's event ledger is unusable
+    │   ├── LedgerError                 the pipeline's event ledger is unusable
+    │   └── JobConflictError            a job for that output is already running
     └── AtmosphereError                 the AT Protocol network refused or failed a request
         ├── AtmosphereAuthError         wrong handle or password, or no session
         ├── AtmosphereConnectionError   the PDS (or PLC) cannot be reached
@@ -31,9 +32,9 @@ The tree, drawn once so it can be read at a glance::
         ├── RecordConflictError         a record exists with other content (a schema version)
         └── InvalidRecordError          a record breaks a lexicon rule (floats, sizes, keys)
 
-The atmosphere branch's leaves live in :mod:`atdata.atmosphere` (they are raised
-only by that optional layer); its root is here, so ``except atdata.errors.AtmosphereError``
-works without importing it.
+Every class is defined here and exported at the top level (``atdata.ShardCorruptError``),
+whichever layer raises it, so ``except atdata.errors.AtmosphereAuthError`` works without
+importing the optional layer that raises it.
 
 Context (URL, key, byte offset, field) is kept in attributes *and* in ``str()``.
 """
@@ -46,11 +47,15 @@ from typing import Any
 
 __all__ = [
     "AtdataError",
+    "AtmosphereAuthError",
+    "AtmosphereConnectionError",
     "AtmosphereError",
     "CatalogError",
     "CredentialsError",
     "DatasetNotFoundError",
     "InvalidEventError",
+    "InvalidRecordError",
+    "JobConflictError",
     "LedgerError",
     "LensNotFoundError",
     "ManifestError",
@@ -59,6 +64,8 @@ __all__ = [
     "PipelineError",
     "ProcessingError",
     "QueryError",
+    "RecordConflictError",
+    "RecordNotFoundError",
     "SampleNotFoundError",
     "SchemaError",
     "SchemaMismatchError",
@@ -359,6 +366,10 @@ class InvalidEventError(PipelineError, ValueError):
         super().__init__(reason)
 
 
+class JobConflictError(PipelineError):
+    """A job for this output prefix is already running in this dispatcher."""
+
+
 class LedgerError(PipelineError):
     """The ledger that makes pipeline events run once cannot be read or written."""
 
@@ -371,7 +382,7 @@ class LedgerError(PipelineError):
 
 
 class AtmosphereError(AtdataError):
-    """A request to the AT Protocol network failed (its subclasses are in ``atdata.atmosphere``).
+    """A request to the AT Protocol network failed.
 
     Attributes:
         service: the PDS (or PLC) URL involved, when known.
@@ -379,4 +390,43 @@ class AtmosphereError(AtdataError):
 
     def __init__(self, message: str, *, service: str | None = None) -> None:
         self.service = service
+        super().__init__(message)
+
+
+class AtmosphereAuthError(AtmosphereError):
+    """The PDS refused the handle and password (or the session expired)."""
+
+
+class AtmosphereConnectionError(AtmosphereError):
+    """The PDS or PLC could not be reached."""
+
+
+class RecordNotFoundError(AtmosphereError, LookupError):
+    """A handle, DID, record or label does not exist.
+
+    Attributes:
+        ref: what was looked up (``@handle/name``, an ``at://`` URI, a handle).
+    """
+
+    def __init__(self, message: str, *, ref: str, service: str | None = None) -> None:
+        self.ref = ref
+        super().__init__(message, service=service)
+
+    def __str__(self) -> str:  # LookupError would otherwise repr() the message
+        return str(self.args[0])
+
+
+class RecordConflictError(AtmosphereError):
+    """A record with the same key exists with other content."""
+
+
+class InvalidRecordError(AtmosphereError, ValueError):
+    """A record would break a lexicon rule (a float, a too-long string, a bad key).
+
+    Attributes:
+        path: where in the record, e.g. ``$.size.bytes``.
+    """
+
+    def __init__(self, message: str, *, path: str = "$") -> None:
+        self.path = path
         super().__init__(message)

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from atdata import observability as obs
-from atdata.errors import InvalidEventError, PipelineError, StorageError
+from atdata.errors import InvalidEventError, JobConflictError, PipelineError, StorageError
 from atdata.pipeline._context import PipelineRun, running
 from atdata.pipeline._events import ObjectEvent
 from atdata.pipeline._ledger import EventLedger, EventRecord, ledger_for, owner_id
@@ -61,10 +61,6 @@ class IngestResult:
         if self.runs:
             out["runs"] = [vars(r).copy() for r in self.runs]  # flat: no deep copy needed
         return out
-
-
-class JobConflictError(PipelineError):
-    """A job for this output prefix is already running in this dispatcher."""
 
 
 class Service:
