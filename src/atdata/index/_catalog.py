@@ -56,6 +56,14 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # samples look like; moving a class to another module is not a new definition.
 _NON_DEFINING_KEYS = frozenset({"module"})
 
+# Schema.diff entry -> how the refusal message words it
+_CHANGES = {
+    "added": "added",
+    "removed": "removed",
+    "retyped": "retyped",
+    "manifest": "changed the manifest kind of",
+}
+
 _TABLES = """
 CREATE TABLE IF NOT EXISTS schemas (
     name        TEXT NOT NULL,
@@ -758,30 +766,24 @@ def _definition(schema: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    old_fields = _fields_by_name(old)
-    new_fields = _fields_by_name(new)
-    if old_fields is not None and new_fields is not None:
-        parts = []
-        added = [f for f in new_fields if f not in old_fields]
-        removed = [f for f in old_fields if f not in new_fields]
-        changed = [f for f in new_fields if f in old_fields and new_fields[f] != old_fields[f]]
-        if added:
-            parts.append("added " + ", ".join(added))
-        if removed:
-            parts.append("removed " + ", ".join(removed))
-        if changed:
-            parts.append("changed " + ", ".join(changed))
-        if parts:
-            return "; ".join(parts)
+    """How two definitions of one schema version differ, for the refusal message.
+
+    Field changes are those of :meth:`atdata.sample.Schema.diff`; definitions that
+    do not read as schemas, or differ elsewhere, are described by the keys that differ.
+    """
+    from atdata.sample import Schema
+
+    try:
+        changes = Schema.from_json(old).diff(Schema.from_json(new))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        changes = {}
+    parts = [
+        f"{_CHANGES[kind]} {', '.join(entries)}" for kind, entries in changes.items() if entries
+    ]
+    if parts:
+        return "; ".join(parts)
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     return "differs in " + ", ".join(keys)
-
-
-def _fields_by_name(schema: Mapping[str, Any]) -> dict[str, Any] | None:
-    fields = schema.get("fields")
-    if not isinstance(fields, list) or not all(isinstance(f, dict) and "name" in f for f in fields):
-        return None
-    return {str(f["name"]): f for f in fields}
 
 
 def _next_version(version: str) -> str:

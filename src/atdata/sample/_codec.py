@@ -1,10 +1,11 @@
-"""Typed samples: ``@packable``, ``DictSample``, ``Schema`` and the msgpack codec.
+"""Packable sample types and their msgpack codec; ``DictSample`` for untyped reads.
 
-A packable type is a dataclass whose instances encode to one msgpack map
-``field name -> value``; array fields are stored as ``.npy`` bytes. Decoding is
-typed (msgspec validates every field), so reading a shard with the wrong type
-fails with a :class:`~atdata.errors.SchemaMismatchError` instead of producing
-garbage.
+``@packable`` turns a class into a dataclass whose instances encode to one
+msgpack map ``field name -> value`` (array fields stored as ``.npy`` bytes),
+described by a :class:`~atdata.sample.Schema`. Decoding is typed (msgspec
+validates every field), so reading a shard with the wrong type fails with a
+:class:`~atdata.errors.SchemaMismatchError` instead of producing garbage.
+:class:`DictSample` reads a sample of any shard without its type.
 
 Example:
     >>> import atdata, numpy as np
@@ -23,7 +24,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
-import json
 import re
 import sys
 import typing
@@ -32,22 +32,19 @@ from typing import Any, ClassVar, TypeVar, overload
 
 import msgspec
 import numpy as np
-from numpy.typing import NDArray
 
 from atdata import _npy
-from atdata._types import FieldType, ManifestField, ManifestKind, analyze, parse_type
+from atdata._types import FieldType, analyze
 from atdata.errors import SchemaError, SchemaMismatchError, UnsupportedFieldTypeError
+from atdata.sample._schema import FieldSpec, Schema
 
 __all__ = [
     "DictSample",
-    "FieldSpec",
-    "ManifestField",
-    "NDArray",
     "PackableSample",
-    "Schema",
     "WdsRecord",
+    "encode_mapping",
+    "is_packable",
     "packable",
-    "schema_of",
 ]
 
 T = TypeVar("T")
@@ -67,148 +64,6 @@ def _enc_hook(value: Any) -> Any:
 
 _ENCODER = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 _DICT_DECODER = msgspec.msgpack.Decoder()
-
-
-# -- schema ---------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class FieldSpec:
-    """One field of a sample type: name, storage type and manifest kind."""
-
-    name: str
-    type: FieldType
-    manifest: ManifestKind | None = None
-    has_default: bool = False
-
-    @property
-    def optional(self) -> bool:
-        """True when the field may be None."""
-        return self.type.optional
-
-    def to_json(self) -> dict[str, Any]:
-        """The field as a JSON-able dict."""
-        out: dict[str, Any] = {
-            "name": self.name,
-            "type": str(self.type),
-            "optional": self.type.optional,
-            "manifest": self.manifest,
-        }
-        if self.has_default:
-            out["has_default"] = True
-        return out
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FieldSpec:
-        """Rebuild a field from :meth:`to_json` output."""
-        return cls(
-            name=data["name"],
-            type=parse_type(data["type"]),
-            manifest=data.get("manifest"),
-            has_default=bool(data.get("has_default", False)),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class Schema:
-    """A sample type's name, semantic version and fields; JSON round-trips.
-
-    Example:
-        >>> schema = ImageSample.__schema__            # doctest: +SKIP
-        >>> Schema.from_json(schema.to_json()) == schema  # doctest: +SKIP
-        True
-    """
-
-    name: str
-    version: str
-    fields: tuple[FieldSpec, ...]
-    module: str = ""
-
-    @property
-    def field_names(self) -> list[str]:
-        """Field names in declaration order."""
-        return [f.name for f in self.fields]
-
-    @property
-    def manifest_fields(self) -> dict[str, ManifestKind]:
-        """Field name -> manifest kind, for the fields that go in the manifest."""
-        return {f.name: f.manifest for f in self.fields if f.manifest is not None}
-
-    def field(self, name: str) -> FieldSpec:
-        """The field called ``name``; ``KeyError`` if there is none."""
-        for f in self.fields:
-            if f.name == name:
-                return f
-        raise KeyError(name)
-
-    def to_json(self) -> dict[str, Any]:
-        """The schema as a JSON-able dict."""
-        return {
-            "name": self.name,
-            "version": self.version,
-            "module": self.module,
-            "fields": [f.to_json() for f in self.fields],
-        }
-
-    def dumps(self) -> str:
-        """The schema as JSON text."""
-        return json.dumps(self.to_json(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | str) -> Schema:
-        """Rebuild a schema from :meth:`to_json` output (a dict or JSON text)."""
-        if isinstance(data, str):
-            data = json.loads(data)
-        assert isinstance(data, Mapping)
-        return cls(
-            name=data["name"],
-            version=data.get("version", "1.0.0"),
-            fields=tuple(FieldSpec.from_json(f) for f in data["fields"]),
-            module=data.get("module", ""),
-        )
-
-    def diff(self, other: Schema) -> dict[str, list[str]]:
-        """Fields added, removed and retyped going from ``self`` to ``other``.
-
-        Example:
-            >>> old.diff(new)                                  # doctest: +SKIP
-            {'added': ['tags'], 'removed': [], 'retyped': ['score: int -> float']}
-        """
-        mine = {f.name: f for f in self.fields}
-        theirs = {f.name: f for f in other.fields}
-        return {
-            "added": [n for n in theirs if n not in mine],
-            "removed": [n for n in mine if n not in theirs],
-            "retyped": [
-                f"{n}: {mine[n].type} -> {theirs[n].type}"
-                for n in mine
-                if n in theirs and str(mine[n].type) != str(theirs[n].type)
-            ],
-            "manifest": [
-                f"{n}: {mine[n].manifest} -> {theirs[n].manifest}"
-                for n in mine
-                if n in theirs and mine[n].manifest != theirs[n].manifest
-            ],
-        }
-
-    def to_type(self) -> type[PackableSample]:
-        """Build a packable type from this schema, for data whose class is not at hand.
-
-        Example:
-            >>> Sample = schema.to_type()                      # doctest: +SKIP
-            >>> Dataset[Sample]("data-{000000..000009}.tar")   # doctest: +SKIP
-        """
-        annotations: dict[str, Any] = {}
-        namespace: dict[str, Any] = {"__annotations__": annotations, "__module__": __name__}
-        for f in self.fields:
-            tp = f.type.python_type()
-            setting = ManifestField(kind=f.manifest) if f.manifest else ManifestField(indexed=False)
-            annotations[f.name] = typing.Annotated[tp, setting]
-            if f.has_default or f.optional:
-                namespace[f.name] = None
-        # keyword-only, so a field with a default may precede one without
-        cls: type[Any] = dataclasses.dataclass(kw_only=True)(type(self.name, (), namespace))
-        return packable(cls, version=self.version)
 
 
 # -- the codec ---------------------------------------------------------------------
@@ -698,21 +553,6 @@ def packable(cls: type[T] | None = None, /, *, version: str = "1.0.0") -> Any:
 def is_packable(tp: Any) -> bool:
     """True when ``tp`` is a ``@packable`` class or ``DictSample``."""
     return isinstance(tp, type) and issubclass(tp, (PackableSample, DictSample))
-
-
-def schema_of(sample_type: type) -> Schema:
-    """The :class:`Schema` of a packable type.
-
-    Raises:
-        SchemaError: when the type is not ``@packable``.
-    """
-    schema = getattr(sample_type, "__schema__", None)
-    if not isinstance(schema, Schema):
-        raise SchemaError(
-            f"{getattr(sample_type, '__name__', sample_type)!r} is not a sample type; "
-            "decorate the class with @atdata.packable"
-        )
-    return schema
 
 
 # -- DictSample ----------------------------------------------------------------------

@@ -1,0 +1,193 @@
+"""The schema of a sample type: its fields, JSON form, version and differences.
+
+A :class:`Schema` names a packable type, its semantic version and its fields
+(:class:`FieldSpec`: storage type, manifest kind, whether it has a default). It
+round-trips through JSON, which is how shards' manifests, the local index and
+published records store it; :meth:`Schema.diff` says what changed between two
+versions of a type, and :meth:`Schema.to_type` rebuilds a packable type from
+a schema alone.
+
+Example:
+    >>> from atdata.sample import Schema
+    >>> schema = Schema.from_json(
+    ...     {"name": "Reading", "version": "1.1.0",
+    ...      "fields": [{"name": "value", "type": "float"}]}
+    ... )
+    >>> schema.field_names, schema.version
+    (['value'], '1.1.0')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from atdata._types import FieldType, ManifestField, ManifestKind, parse_type
+from atdata.errors import SchemaError
+
+if TYPE_CHECKING:
+    from atdata.sample._codec import PackableSample
+
+__all__ = ["FieldSpec", "Schema", "schema_of"]
+
+# the module of types built by Schema.to_type: the package, where users meet them
+_PUBLIC_MODULE = "atdata.sample"
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """One field of a sample type: name, storage type and manifest kind."""
+
+    name: str
+    type: FieldType
+    manifest: ManifestKind | None = None
+    has_default: bool = False
+
+    @property
+    def optional(self) -> bool:
+        """True when the field may be None."""
+        return self.type.optional
+
+    def to_json(self) -> dict[str, Any]:
+        """The field as a JSON-able dict."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "type": str(self.type),
+            "optional": self.type.optional,
+            "manifest": self.manifest,
+        }
+        if self.has_default:
+            out["has_default"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FieldSpec:
+        """Rebuild a field from :meth:`to_json` output."""
+        return cls(
+            name=data["name"],
+            type=parse_type(data["type"]),
+            manifest=data.get("manifest"),
+            has_default=bool(data.get("has_default", False)),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """A sample type's name, semantic version and fields; JSON round-trips.
+
+    Example:
+        >>> schema = ImageSample.__schema__            # doctest: +SKIP
+        >>> Schema.from_json(schema.to_json()) == schema  # doctest: +SKIP
+        True
+    """
+
+    name: str
+    version: str
+    fields: tuple[FieldSpec, ...]
+    module: str = ""
+
+    @property
+    def field_names(self) -> list[str]:
+        """Field names in declaration order."""
+        return [f.name for f in self.fields]
+
+    @property
+    def manifest_fields(self) -> dict[str, ManifestKind]:
+        """Field name -> manifest kind, for the fields that go in the manifest."""
+        return {f.name: f.manifest for f in self.fields if f.manifest is not None}
+
+    def field(self, name: str) -> FieldSpec:
+        """The field called ``name``; ``KeyError`` if there is none."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The schema as a JSON-able dict."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "module": self.module,
+            "fields": [f.to_json() for f in self.fields],
+        }
+
+    def dumps(self) -> str:
+        """The schema as JSON text."""
+        return json.dumps(self.to_json(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str) -> Schema:
+        """Rebuild a schema from :meth:`to_json` output (a dict or JSON text)."""
+        if isinstance(data, str):
+            data = json.loads(data)
+        assert isinstance(data, Mapping)
+        return cls(
+            name=data["name"],
+            version=data.get("version", "1.0.0"),
+            fields=tuple(FieldSpec.from_json(f) for f in data["fields"]),
+            module=data.get("module", ""),
+        )
+
+    def diff(self, other: Schema) -> dict[str, list[str]]:
+        """Fields added, removed and retyped going from ``self`` to ``other``.
+
+        Example:
+            >>> old.diff(new)                                  # doctest: +SKIP
+            {'added': ['tags'], 'removed': [], 'retyped': ['score: int -> float']}
+        """
+        mine = {f.name: f for f in self.fields}
+        theirs = {f.name: f for f in other.fields}
+        return {
+            "added": [n for n in theirs if n not in mine],
+            "removed": [n for n in mine if n not in theirs],
+            "retyped": [
+                f"{n}: {mine[n].type} -> {theirs[n].type}"
+                for n in mine
+                if n in theirs and str(mine[n].type) != str(theirs[n].type)
+            ],
+            "manifest": [
+                f"{n}: {mine[n].manifest} -> {theirs[n].manifest}"
+                for n in mine
+                if n in theirs and mine[n].manifest != theirs[n].manifest
+            ],
+        }
+
+    def to_type(self) -> type[PackableSample]:
+        """Build a packable type from this schema, for data whose class is not at hand.
+
+        Example:
+            >>> Sample = schema.to_type()                      # doctest: +SKIP
+            >>> Dataset[Sample]("data-{000000..000009}.tar")   # doctest: +SKIP
+        """
+        from atdata.sample._codec import packable  # deferred: the codec imports this module
+
+        annotations: dict[str, Any] = {}
+        namespace: dict[str, Any] = {"__annotations__": annotations, "__module__": _PUBLIC_MODULE}
+        for f in self.fields:
+            tp = f.type.python_type()
+            setting = ManifestField(kind=f.manifest) if f.manifest else ManifestField(indexed=False)
+            annotations[f.name] = typing.Annotated[tp, setting]
+            if f.has_default or f.optional:
+                namespace[f.name] = None
+        # keyword-only, so a field with a default may precede one without
+        cls: type[Any] = dataclasses.dataclass(kw_only=True)(type(self.name, (), namespace))
+        return packable(cls, version=self.version)
+
+
+def schema_of(sample_type: type) -> Schema:
+    """The :class:`Schema` of a packable type.
+
+    Raises:
+        SchemaError: when the type is not ``@packable``.
+    """
+    schema = getattr(sample_type, "__schema__", None)
+    if not isinstance(schema, Schema):
+        raise SchemaError(
+            f"{getattr(sample_type, '__name__', sample_type)!r} is not a sample type; "
+            "decorate the class with @atdata.packable"
+        )
+    return schema
