@@ -37,6 +37,7 @@ from atdata.manifest._fields import TIMESTAMP, Column, value_class
 from atdata.manifest._merge import to_utc
 
 __all__ = [
+    "FLIPPED",
     "PY_OPS",
     "And",
     "Cmp",
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 # comparison symbol -> the Python operator
+FLIPPED = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+"""Each comparison with its operands swapped: ``3 < x`` is ``x > 3``."""
+
 PY_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "==": operator.eq,
     "!=": operator.ne,

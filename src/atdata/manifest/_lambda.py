@@ -24,6 +24,7 @@ from typing import Any
 
 from atdata.errors import QueryError
 from atdata.manifest._expr import (
+    FLIPPED,
     PY_OPS,
     And,
     Cmp,
@@ -52,7 +53,6 @@ _OPS: dict[type, str] = {
     ast.Gt: ">",
     ast.GtE: ">=",
 }
-_FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _MAX_IN_VALUES = 1_000_000
 
 
@@ -273,7 +273,7 @@ class _Translator:
                 raise _Untranslatable
             return CmpFields(lv, symbol, rv)
         if lk == "const":
-            lv, rv, symbol = rv, lv, _FLIP[symbol]
+            lv, rv, symbol = rv, lv, FLIPPED[symbol]
         column = self.column(lv)
         if column.kind == "set":
             raise _Untranslatable  # list equality or ordering: leave it to Python

@@ -18,6 +18,7 @@ from typing import Any
 
 from atdata.errors import QueryError
 from atdata.manifest._expr import (
+    FLIPPED,
     And,
     Cmp,
     Expr,
@@ -42,7 +43,6 @@ _COMPARE = {
     "COMPARE_LESSTHANOREQUALTO": "<=",
     "COMPARE_GREATERTHANOREQUALTO": ">=",
 }
-_FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _CONTAINS = frozenset({"list_contains", "list_has", "array_contains", "array_has"})
 _TIMESTAMPS = frozenset(
     {"TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE", "DATETIME", "TIMESTAMP_US"}
@@ -136,7 +136,7 @@ class _Reader:
 
     def compare(self, op: str, left: dict[str, Any], right: dict[str, Any]) -> Expr:
         if left.get("type") != "COLUMN_REF":
-            left, right, op = right, left, _FLIP[op]
+            left, right, op = right, left, FLIPPED[op]
         field = self.column(left)
         if field.kind == "set":
             raise _Unknown

@@ -34,6 +34,7 @@ import msgspec
 import numpy as np
 
 from atdata import _npy
+from atdata._semver import normalize_version
 from atdata._types import FieldType, analyze
 from atdata.errors import SchemaError, SchemaMismatchError, UnsupportedFieldTypeError
 from atdata.sample._schema import FieldSpec, Schema
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_SEMVER = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 _RESERVED = frozenset(
     {"packed", "as_wds", "from_bytes", "from_dict", "to_dict", "with_key", "__key__"}
 )
@@ -482,10 +482,12 @@ def packable(cls: type[T] | None = None, /, *, version: str = "1.0.0") -> Any:
         >>> Reading.__schema__.version
         '1.1.0'
     """
-    if not isinstance(version, str) or not _SEMVER.match(version):
+    try:
+        version = normalize_version(version)
+    except (SchemaError, AttributeError):
         raise SchemaError(
             f"@packable version must be a semantic version like '1.0.0', got {version!r}"
-        )
+        ) from None
     if cls is None:
         return lambda c: packable(c, version=version)
     if not dataclasses.is_dataclass(cls):
