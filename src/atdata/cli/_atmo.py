@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from atdata.cli._output import console, human_bytes
+from atdata.cli._output import console, human_bytes, make_table
 
 if TYPE_CHECKING:
     from atdata.atmosphere import Atmosphere, Record
@@ -155,7 +155,6 @@ def _lens(record: Record) -> dict[str, Any]:
 
 def render_listing(result: Mapping[str, Any]) -> None:
     """One table per kind of record (labels, datasets, schemas, lenses)."""
-    from rich import box
     from rich.table import Table
     from rich.text import Text
 
@@ -176,13 +175,7 @@ def render_listing(result: Mapping[str, Any]) -> None:
         return
 
     def table(name: str, *columns: str) -> Table:
-        t = Table(
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-            title=name,
-            title_justify="left",
-            title_style="bold",
-        )
+        t = make_table(name)
         for i, column in enumerate(columns):
             t.add_column(column, overflow="fold", style="bold cyan" if i == 0 else None)
         return t

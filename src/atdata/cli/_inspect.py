@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from atdata.cli._headers import dataset_schema, read_headers, shard_sizes, summarize_fields
-from atdata.cli._output import console, human_bytes
+from atdata.cli._output import console, human_bytes, make_table
 from atdata.cli._resolve import resolve
 
 __all__ = ["gather", "render"]
@@ -106,7 +106,6 @@ def _schema_id(schema: Any) -> str | None:
 
 def render(result: Mapping[str, Any], *, all_shards: bool = False) -> None:
     """Print the overview, the fields with their statistics, and the shards."""
-    from rich import box
     from rich.table import Table
     from rich.text import Text
 
@@ -166,13 +165,7 @@ def render(result: Mapping[str, Any], *, all_shards: bool = False) -> None:
 
     fields = result["fields"]
     if schema or fields:
-        table = Table(
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-            title="fields",
-            title_justify="left",
-            title_style="bold",
-        )
+        table = make_table("fields")
         table.add_column("field", style="bold", no_wrap=True)
         table.add_column("type", style="magenta")
         table.add_column("manifest")
@@ -197,12 +190,8 @@ def render(result: Mapping[str, Any], *, all_shards: bool = False) -> None:
 
     rows = result["shards"]
     shown = rows if all_shards else rows[:_SHARDS_SHOWN]
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        title_justify="left",
-        title_style="bold",
-        title="shards"
+    table = make_table(
+        "shards"
         if len(shown) == len(rows)
         else f"shards (first {len(shown)} of {len(rows)}; --shards for all)",
     )

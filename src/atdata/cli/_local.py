@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from atdata.cli._output import console, human_bytes
+from atdata.cli._output import console, human_bytes, make_table
 from atdata.cli._resolve import resolve
 
 __all__ = ["listing", "register", "render_listing", "render_register"]
@@ -135,8 +135,6 @@ def listing() -> dict[str, Any]:
 
 def render_listing(result: Mapping[str, Any]) -> None:
     """Two tables: datasets, then schemas."""
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
     out = console()
@@ -150,13 +148,7 @@ def render_listing(result: Mapping[str, Any]) -> None:
         )
         return
     if result["datasets"]:
-        table = Table(
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-            title="datasets",
-            title_justify="left",
-            title_style="bold",
-        )
+        table = make_table("datasets")
         table.add_column("name", style="bold cyan", no_wrap=True)
         table.add_column("schema", style="magenta")
         table.add_column("shards", justify="right")
@@ -178,13 +170,7 @@ def render_listing(result: Mapping[str, Any]) -> None:
             Text("No datasets registered; add one with `atdata register URL NAME`.", style="yellow")
         )
     if result["schemas"]:
-        table = Table(
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-            title="schemas",
-            title_justify="left",
-            title_style="bold",
-        )
+        table = make_table("schemas")
         table.add_column("name", style="bold magenta", no_wrap=True)
         table.add_column("versions")
         for s in result["schemas"]:

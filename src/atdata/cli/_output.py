@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
-__all__ = ["console", "emit_json", "human_bytes", "print_error", "report_error"]
+__all__ = ["console", "emit_json", "human_bytes", "make_table", "print_error", "report_error"]
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -26,6 +27,22 @@ def console(*, stderr: bool = False) -> Console:
         highlight=False,
         markup=False,  # data (``list[str]``, keys, paths) must never be read as rich markup
         soft_wrap=False,
+    )
+
+
+def make_table(title: str | None = None, **options: Any) -> Table:
+    """The commands' table: a rule under the header, no outer padding, a bold title
+    on the left; ``options`` go to :class:`rich.table.Table` as they are."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        **options,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from atdata.cli._output import console, human_bytes
+from atdata.cli._output import console, human_bytes, make_table
 from atdata.cli._resolve import resolve
 
 __all__ = ["render", "run"]
@@ -71,8 +71,6 @@ def run(
 
 def render(result: Mapping[str, Any]) -> None:
     """The count alone (``--count``), or a table of matches and a summary line."""
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
     out = console()
@@ -81,7 +79,7 @@ def render(result: Mapping[str, Any]) -> None:
         return
     matches = result["matches"]
     if matches:
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table = make_table()
         table.add_column("key", style="bold", no_wrap=True)
         table.add_column("shard", overflow="fold")
         table.add_column("offset", justify="right")

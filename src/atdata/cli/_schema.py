@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from atdata.cli._output import console
+from atdata.cli._output import console, make_table
 from atdata.cli._resolve import is_dataset_ref, resolve
 from atdata.errors import SchemaError
 
@@ -137,8 +137,6 @@ def _bare(version: str) -> str:
 
 def render_show(result: Mapping[str, Any]) -> None:
     """Print a schema as a header line and a table of its fields."""
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
     out = console()
@@ -161,7 +159,7 @@ def render_show(result: Mapping[str, Any]) -> None:
         out.print(Text("registered versions: " + ", ".join(marked), style="dim"))
     if result.get("datasets"):
         out.print(Text("datasets: " + ", ".join(result["datasets"]), style="dim"))
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = make_table()
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("type", style="magenta")
     table.add_column("manifest")

@@ -222,18 +222,9 @@ def processor(
         ... def embed(sample: ImageSample) -> EmbeddingSample:
         ...     ...
     """
-    if app is not None and _is_plain_callable(app):
-        return Processor(
-            app,
-            cpu=cpu,
-            memory=memory,
-            gpu=gpu,
-            timeout=timeout,
-            retries=retries,
-            name=name,
-            version=version,
-            modal_options=modal_options,
-        )
+    bare = app if app is not None and _is_plain_callable(app) else None
+    if bare is not None:  # @atdata.processor without parentheses
+        app = None
 
     def decorate(fn: Callable[[In], Any]) -> Processor[In, Any]:
         return Processor(
@@ -249,7 +240,7 @@ def processor(
             modal_options=modal_options,
         )
 
-    return decorate
+    return decorate if bare is None else decorate(bare)
 
 
 def as_processor(fn: Callable[[Any], Any] | Processor[Any, Any]) -> Processor[Any, Any]:
