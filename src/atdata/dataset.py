@@ -3,8 +3,9 @@
 Example:
     >>> ds = atdata.Dataset[ImageSample]("data/shard-{000000..000009}.tar")
     >>> for batch in ds.shuffled(seed=0, batch_size=32):
-    ...     batch.image.shape            # (32, H, W, C): array fields are stacked
-    >>> ds.head(3)                       # the first three samples
+    ...     train_step(batch.image)      # (32, H, W, C): array fields are stacked
+    >>> [s.label for s in ds.head(3)]    # the first three samples
+    ['cat', 'dog', 'bird']
 """
 
 from __future__ import annotations
@@ -82,8 +83,10 @@ class Dataset(Generic[T]):
         world_size: the number of ranks.
 
     Example:
-        >>> ds = atdata.Dataset[ImageSample]("s3://bucket/train-{000000..000099}.tar")
-        >>> sample = ds.head(1)[0]
+        >>> ds = atdata.Dataset[ImageSample]("data/shard-{000000..000009}.tar")
+        >>> ds.head(1)[0].label
+        'cat'
+        >>> import torch
         >>> loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=4)
     """
 
@@ -130,7 +133,8 @@ class Dataset(Generic[T]):
         when ``T`` is not the stored type.
 
         Example:
-            >>> ds = Dataset.from_shard_set(ShardSet(["a.tar"], literal=True))  # doctest: +SKIP
+            >>> Dataset.from_shard_set(ds.shard_set).sample_type.__name__
+            'ImageSample'
         """
         ds: Dataset[Any] = Dataset.__new__(_typed_dataset_class(Dataset, source.stored_type))
         ds._source, ds.rank, ds.world_size, ds._stages = source, None, None, ()
@@ -142,17 +146,32 @@ class Dataset(Generic[T]):
 
     @property
     def urls(self) -> str | Sequence[str]:
-        """The shard URLs as given (patterns, globs, folders, or a list)."""
+        """The shard URLs as given (patterns, globs, folders, or a list).
+
+        Example:
+            >>> ds.urls
+            'data/shard-{000000..000009}.tar'
+        """
         return self._source.urls
 
     @property
     def handler(self) -> ErrorHandler:
-        """The corrupt-sample policy."""
+        """The corrupt-sample policy.
+
+        Example:
+            >>> atdata.Dataset[ImageSample]("data/", handler="skip").handler
+            'skip'
+        """
         return self._source.handler
 
     @property
     def shard_set(self) -> ShardSet:
-        """The shards and their stored type, as the layers below the dataset take them."""
+        """The shards and their stored type, as the layers below the dataset take them.
+
+        Example:
+            >>> ds.shard_set.stored_type.__name__
+            'ImageSample'
+        """
         return self._source
 
     # -- views ----------------------------------------------------------------------
@@ -171,6 +190,8 @@ class Dataset(Generic[T]):
 
         Example:
             >>> names = ds.as_type(LabelOnly)      # uses @atdata.lens image_to_label
+            >>> names.head(1)
+            [LabelOnly(label='cat')]
         """
         from atdata.lens import find_lens
 
@@ -199,7 +220,12 @@ class Dataset(Generic[T]):
 
     @property
     def shards(self) -> list[str]:
-        """The shard URLs, expanded from patterns, globs and folders (once)."""
+        """The shard URLs, expanded from patterns, globs and folders (once).
+
+        Example:
+            >>> ds.shards[:2]
+            ['data/shard-000000.tar', 'data/shard-000001.tar']
+        """
         return self._source.shards
 
     def _read(self, shards: Iterable[str]) -> Iterator[Any]:
@@ -254,6 +280,7 @@ class Dataset(Generic[T]):
             drop_last: as for :meth:`ordered`.
 
         Example:
+            >>> import torch
             >>> view = ds.shuffled(seed=0, batch_size=64)
             >>> loader = torch.utils.data.DataLoader(view, batch_size=None, num_workers=4)
             >>> view.set_epoch(1)
@@ -302,7 +329,8 @@ class Dataset(Generic[T]):
         """The sample schema: the type's own, else the one recorded in the manifests.
 
         Example:
-            >>> ds.schema.fields, ds.schema.version
+            >>> ds.schema.field_names, ds.schema.version
+            (['image', 'label', 'confidence'], '1.0.0')
         """
         if self.sample_type is not DictSample:
             return self.sample_type.__schema__  # type: ignore[attr-defined,no-any-return]
@@ -370,7 +398,8 @@ class Dataset(Generic[T]):
         """Apply this view's lenses and filters to one stored sample (None if filtered out).
 
         Example:
-            >>> ds.as_type(LabelOnly).transform_one(stored_sample)   # doctest: +SKIP
+            >>> ds.as_type(LabelOnly).transform_one(sample)
+            LabelOnly(label='cat')
         """
         for stage in self._stages:
             sample = next(stage(iter([sample])), None)
@@ -383,7 +412,8 @@ class Dataset(Generic[T]):
 
         Example:
             >>> view = ds.as_type(LabelOnly)
-            >>> labels = list(view.transform(iter(stored_samples)))   # doctest: +SKIP
+            >>> [s.label for s in view.transform(iter(samples[:2]))]
+            ['cat', 'dog']
         """
         for stage in self._stages:
             samples = stage(samples)
@@ -396,7 +426,8 @@ class Dataset(Generic[T]):
             SampleNotFoundError: no sample has this key.
 
         Example:
-            >>> ds.get("sample_00042")
+            >>> ds.get("sample_00000005").label
+            'dog'
         """
         from atdata.manifest.query import locate_key
 
@@ -407,6 +438,7 @@ class Dataset(Generic[T]):
 
         Example:
             >>> ds.describe()["fields"]["label"]["counts"]
+            {'bird': 10, 'cat': 10, 'dog': 10, 'fish': 10}
         """
         from atdata.manifest.query import describe_dataset
 
@@ -423,7 +455,9 @@ class Dataset(Generic[T]):
         ``workers_per_shard``, ``shards``, ``retry``, ``on_error``...).
 
         Example:
-            >>> out = ds.map(embed_images, output_prefix="s3://bucket/embedded/v1")
+            >>> out = ds.map(embed, output_prefix="embedded/v1")
+            >>> out.head(1)[0].embedding.shape
+            (3,)
         """
         from atdata.processing import map_dataset
 
@@ -462,8 +496,11 @@ class DatasetDict(dict[str, Dataset[Any]]):
     """Named splits, as ``load_dataset`` returns them: ``dd["train"]``, ``dd["test"]``.
 
     Example:
-        >>> dd = atdata.load_dataset("data/", ImageSample)
-        >>> dd["train"], dd["test"]
+        >>> splits = {"train": "data/shard-00000[0-7].tar", "test": "data/shard-00000[89].tar"}
+        >>> dd = atdata.load_dataset("data/", ImageSample, data_files=splits)
+
+        >>> dd
+        DatasetDict({train: 8 shards, test: 2 shards})
     """
 
     def __repr__(self) -> str:
@@ -497,9 +534,11 @@ def load_dataset(
         folder names; shards named otherwise are ``train``.
 
     Example:
-        >>> dd = atdata.load_dataset("data/", ImageSample)
         >>> train = atdata.load_dataset("data/", ImageSample, split="train")
-        >>> ds = atdata.load_dataset("@local/my-dataset")
+        >>> len(train.shards)
+        10
+        >>> ds = atdata.load_dataset("@local/my-dataset")  # doctest: +SKIP
+
     """
     if data_files is not None:
         sources = {
