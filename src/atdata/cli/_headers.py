@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from atdata.errors import ManifestError, UnreadableURLError
-from atdata.manifest._header import BUILD_HINT, parse_header
+from atdata.manifest._header import BUILD_HINT, REBUILD_HINT, parse_header
 from atdata.manifest._merge import merge
 from atdata.storage import is_local, sibling, store_for
 
@@ -44,7 +44,8 @@ def read_headers(shards: Sequence[str], *, workers: int = 32) -> list[dict[str, 
     (200 headers: ~15 ms in turn, ~45 ms on 32 threads).
 
     Raises:
-        ManifestError: a manifest is not JSON or has an unknown format version.
+        ManifestError: a manifest is not JSON, has an unknown format version, or
+            a field that is missing, mistyped or inconsistent (the message names it).
         StorageError: a store refused access (credentials, network).
     """
     if not shards:
@@ -97,17 +98,28 @@ def dataset_schema(headers: Sequence[dict[str, Any] | None]) -> dict[str, Any] |
     written with several versions of a type are merged by the library's rule
     (``atdata.manifest.loader.merge_schemas``: the newest wins, fields missing
     from some shards become optional); only then are numpy and pyarrow loaded.
+
+    Raises:
+        ManifestError: shards' schemas differ and one names a field type atdata
+            does not know.
     """
     schemas = [h["schema"] for h in headers if h is not None and isinstance(h.get("schema"), dict)]
     if not schemas:
         return None
     if all(s == schemas[0] for s in schemas[1:]):
         return schemas[0]  # type: ignore[no-any-return]
+    from atdata.errors import SchemaError
     from atdata.manifest.loader import merge_schemas
     from atdata.sample import Schema
 
     distinct = list({json.dumps(s, sort_keys=True): s for s in schemas}.values())
-    return merge_schemas([Schema.from_json(s) for s in distinct]).to_json()
+    try:
+        parsed = [Schema.from_json(s) for s in distinct]
+    except (ValueError, SyntaxError, TypeError, RecursionError, SchemaError) as exc:
+        raise ManifestError(
+            f"A manifest's schema is unusable ({exc}). Rebuild the manifests with `{REBUILD_HINT}`."
+        ) from None
+    return merge_schemas(parsed).to_json()
 
 
 # -- display summaries of the per-shard aggregates --------------------------------

@@ -32,10 +32,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from atdata.manifest._fields import Column
+from atdata.manifest._header import BLOOM_HASH, AnyAggregate, NumericAggregate, SetAggregate
 from atdata.manifest._merge import (
     HISTOGRAM_BINS,
     TOP_VALUES,
     from_micros,
+    key_from_json,
     merge,
     micros,
     num_from_json,
@@ -70,19 +72,6 @@ def key_to_json(value: Any, value_type: str) -> str:
     return str(value)
 
 
-def key_from_json(text: str, value_type: str) -> Any:
-    """Inverse of :func:`key_to_json`."""
-    if value_type == "bool":
-        return text == "true"
-    if value_type == "int":
-        return int(text)
-    if value_type == "float":
-        return float(text)
-    if value_type == "datetime":
-        return to_utc(dt.datetime.fromisoformat(text))
-    return text
-
-
 # -- bloom filter -------------------------------------------------------------------
 
 
@@ -114,7 +103,7 @@ class BloomFilter:
         True
     """
 
-    HASH = "blake2b-128-double"
+    HASH = BLOOM_HASH
 
     def __init__(self, num_bits: int, num_hashes: int, bits: bytearray | None = None) -> None:
         self.num_bits = num_bits
@@ -285,6 +274,11 @@ def _set(array: pa.Array, value_type: str) -> dict[str, Any]:
 # -- reading back, for pruning ------------------------------------------------------------
 
 
+def _instant(value: Any) -> dt.datetime | None:
+    """A datetime bound of a validated aggregate (ISO 8601), as aware UTC; or None."""
+    return None if value is None else to_utc(dt.datetime.fromisoformat(value))
+
+
 @dataclasses.dataclass
 class FieldStats:
     """A shard's aggregate of one field, parsed for the query planner.
@@ -311,31 +305,28 @@ class FieldStats:
         return self.count - self.nulls
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FieldStats:
-        """Parse one field's aggregate from a manifest JSON."""
-        vt = data.get("type", "str")
-        stats = cls(
-            kind=data.get("kind", "categorical"),
-            value_type=vt,
-            count=int(data.get("count", 0)),
-            nulls=int(data.get("nulls", 0)),
-            nans=int(data.get("nans", 0)),
-            empty=int(data.get("empty", 0)),
-        )
-        if "counts" in data:
-            counts = data["counts"]
-            if vt != "str":
-                counts = {key_from_json(k, vt): int(c) for k, c in counts.items()}
-            stats.values = counts
-        if "bloom" in data:
-            stats.bloom = BloomFilter.from_json(data["bloom"])
-        if stats.kind == "numeric":
-            lo, hi = data.get("min"), data.get("max")
+    def from_aggregate(cls, agg: AnyAggregate) -> FieldStats:
+        """One field's aggregate from a validated manifest header, for the planner."""
+        vt = agg.type
+        stats = cls(kind=agg.kind, value_type=vt, count=agg.count, nulls=agg.nulls)
+        if isinstance(agg, NumericAggregate):
+            stats.nans = agg.nans
             if vt == "datetime":
-                stats.min = None if lo is None else to_utc(dt.datetime.fromisoformat(lo))
-                stats.max = None if hi is None else to_utc(dt.datetime.fromisoformat(hi))
+                stats.min, stats.max = _instant(agg.min), _instant(agg.max)
             else:
-                stats.min, stats.max = num_from_json(lo), num_from_json(hi)
+                stats.min, stats.max = num_from_json(agg.min), num_from_json(agg.max)
+            return stats
+        if isinstance(agg, SetAggregate):
+            stats.empty = agg.empty
+        if agg.counts is not None:
+            stats.values = (
+                dict(agg.counts)
+                if vt == "str"
+                else {key_from_json(k, vt): c for k, c in agg.counts.items()}
+            )
+        if agg.bloom is not None:
+            bloom = agg.bloom
+            stats.bloom = BloomFilter(bloom.num_bits, bloom.num_hashes, bytearray(bloom.bits))
         return stats
 
     def may_hold(self, value: Any) -> bool:

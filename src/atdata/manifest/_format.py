@@ -31,16 +31,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from atdata.errors import ManifestError, StorageError
+from atdata.errors import ManifestError, SchemaError, StorageError
 from atdata.manifest._aggregates import FieldStats
 from atdata.manifest._fields import Column
-from atdata.manifest._header import BUILD_HINT, FORMAT_VERSION, parse_header
+from atdata.manifest._header import (
+    FORMAT_VERSION,
+    REBUILD_HINT,
+    Header,
+    invalid,
+    load_json,
+    validate_header,
+)
 from atdata.sample import Schema
 from atdata.storage import sibling, store_for
 
@@ -84,60 +91,76 @@ def dumps(doc: dict[str, Any]) -> bytes:
 
 @dataclasses.dataclass
 class ShardManifest:
-    """One shard's manifest: the parsed JSON header, and access to its parquet rows.
+    """One shard's manifest: the validated JSON header, and access to its parquet rows.
+
+    The header is checked once, when the manifest is made (see
+    :func:`atdata.manifest._header.validate_header`): a malformed one is a
+    :class:`~atdata.errors.ManifestError`, so nothing downstream meets it.
 
     Attributes:
         shard: the shard's URL.
         header: the manifest JSON as a dict.
+        parsed: the same header, typed (:class:`~atdata.manifest._header.Header`).
     """
 
     shard: str
     header: dict[str, Any]
+    parsed: Header = dataclasses.field(init=False, repr=False)
     _stats: dict[str, FieldStats | None] = dataclasses.field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.parsed = validate_header(json_url(self.shard), self.header, shard=self.shard)
 
     @classmethod
     def parse(cls, shard: str, data: bytes) -> ShardManifest:
         """Parse a manifest JSON.
 
         Raises:
-            ManifestError: unreadable JSON or a format version this atdata cannot read.
+            ManifestError: unreadable JSON, a format version this atdata cannot
+                read, or a field that is missing, mistyped or inconsistent.
         """
-        header = parse_header(json_url(shard), data)
-        return cls(shard, header)
+        return cls(shard, load_json(json_url(shard), data, shard=shard))
 
     # -- header facts ------------------------------------------------------------------
 
     @property
     def shard_id(self) -> str:
         """The shard id recorded in the manifest."""
-        return str(self.header.get("shard_id", ""))
+        return self.parsed.shard_id
 
     @property
     def num_samples(self) -> int:
         """Samples in the shard."""
-        return int(self.header["num_samples"])
+        return self.parsed.num_samples
 
     @property
     def size_bytes(self) -> int:
         """Bytes of the tar shard."""
-        return int(self.header.get("size_bytes", 0))
+        return self.parsed.size_bytes
 
     @property
     def schema(self) -> Schema:
-        """The sample schema recorded with the shard."""
-        return Schema.from_json(self.header["schema"])
+        """The sample schema recorded with the shard.
+
+        Raises:
+            ManifestError: a field's type is not one atdata knows.
+        """
+        try:
+            return Schema.from_json(self.header["schema"])
+        except (ValueError, SyntaxError, TypeError, RecursionError, SchemaError) as exc:
+            # a field type that does not parse (an enum's choices are Python literals)
+            raise self._invalid(f"schema: {exc}") from None
 
     @property
     def aggregates(self) -> dict[str, dict[str, Any]]:
-        """Field name -> its aggregate, as in the JSON."""
+        """Field name -> its aggregate, as in the JSON (validated)."""
         return dict(self.header.get("aggregates", {}))
 
     @property
     def columns(self) -> dict[str, Column]:
         """Manifest columns of this shard: name -> :class:`Column`."""
         return {
-            name: Column(name, agg.get("kind", "categorical"), agg.get("type", "str"))
-            for name, agg in self.header.get("aggregates", {}).items()
+            name: Column(name, agg.kind, agg.type) for name, agg in self.parsed.aggregates.items()
         }
 
     def stats(self, field: str) -> FieldStats | None:
@@ -149,16 +172,16 @@ class ShardManifest:
                     "numeric", "str", self.num_samples, 0, min=key_range[0], max=key_range[1]
                 )
             else:
-                agg = self.header.get("aggregates", {}).get(field)
-                self._stats[field] = FieldStats.from_json(agg) if agg is not None else None
+                agg = self.parsed.aggregates.get(field)
+                self._stats[field] = FieldStats.from_aggregate(agg) if agg is not None else None
         return self._stats[field]
 
     def key_range(self) -> tuple[str, str] | None:
         """The smallest and largest key in the shard, if recorded."""
-        keys = self.header.get("keys")
-        if not keys or keys.get("min") is None:
-            return None
-        return str(keys["min"]), str(keys["max"])
+        return self.parsed.keys
+
+    def _invalid(self, problem: str, url: str | None = None) -> ManifestError:
+        return invalid(url or json_url(self.shard), problem, shard=self.shard)
 
     # -- rows ------------------------------------------------------------------------------
 
@@ -179,10 +202,12 @@ class ShardManifest:
         come back as nulls, of the type ``fill`` gives for them.
 
         Raises:
-            ManifestError: when the parquet file is missing or unreadable.
+            ManifestError: the parquet file is missing or unreadable, lacks a
+                column its header promises, holds a column of another type, or
+                has another number of rows than ``num_samples``.
         """
         url = self.parquet_url
-        present = self.header.get("aggregates", {})
+        present = self.parsed.aggregates
         wanted = None
         missing: list[str] = []
         if columns is not None:
@@ -192,18 +217,69 @@ class ShardManifest:
             # Manifest files are small: one read of the whole file beats Arrow's
             # many small reads, locally as well as from object storage.
             store, path = store_for(url)
-            parquet = pq.ParquetFile(pa.BufferReader(store.read(path)))
+            parquet = pq.ParquetFile(
+                pa.BufferReader(store.read(path)), page_checksum_verification=True
+            )
             try:
+                names = set(parquet.schema_arrow.names)
+                absent = [c for c in (wanted or [*LOCATION_COLUMNS, *present]) if c not in names]
+                if absent:
+                    raise self._invalid(f"no column {absent[0]!r}", url)
                 table = parquet.read(columns=wanted, use_threads=False)
             finally:
                 parquet.close()
         except (OSError, StorageError, pa.ArrowException) as exc:
             raise ManifestError(
                 f"cannot read manifest rows {url}: {exc}. Rebuild the manifest with "
-                f"`{BUILD_HINT}` after deleting {json_url(self.shard)}",
+                f"`{REBUILD_HINT.replace('URL', self.shard)}`",
                 url=url,
             ) from None
+        self._check_rows(table, url)
         for name in missing:
             kind = (fill or {}).get(name, pa.null())
             table = table.append_column(name, pa.nulls(table.num_rows, kind))
         return table
+
+    def _check_rows(self, table: pa.Table, url: str) -> None:
+        """Rows as many as the header says, each column of its recorded type.
+
+        (Offsets that lie about where samples are surface when the shard is read.)
+
+        Raises:
+            ManifestError: naming the parquet file and the column.
+        """
+        if table.num_rows != self.num_samples:
+            raise self._invalid(
+                f"{table.num_rows} rows, but the header says num_samples {self.num_samples}", url
+            )
+        aggregates = self.parsed.aggregates
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            if name in aggregates:
+                agg = aggregates[name]
+                ok = _holds(column.type, agg.kind, agg.type)
+                want = f"{agg.kind} {agg.type}"
+            else:
+                ok = _holds(column.type, "categorical", "str" if name == KEY else "int")
+                want = "a string" if name == KEY else "an integer"
+            if not ok:
+                raise self._invalid(f"column {name!r} is {column.type}, not {want}", url)
+            if name in (OFFSET, SIZE) and column.null_count:
+                raise self._invalid(f"column {name!r} has nulls", url)
+
+
+def _holds(data_type: pa.DataType, kind: str, value_type: str) -> bool:
+    """Whether a parquet column of ``data_type`` can be a manifest column of this kind."""
+    if pa.types.is_null(data_type):
+        return True
+    if kind == "set":
+        if not (pa.types.is_list(data_type) or pa.types.is_large_list(data_type)):
+            return False
+        return _holds(data_type.value_type, "categorical", value_type)
+    checks: dict[str, Callable[[pa.DataType], bool]] = {
+        "str": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t),
+        "int": pa.types.is_integer,
+        "float": lambda t: pa.types.is_floating(t) or pa.types.is_integer(t),
+        "bool": pa.types.is_boolean,
+        "datetime": pa.types.is_timestamp,
+    }
+    return checks[value_type](data_type)

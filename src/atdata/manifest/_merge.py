@@ -28,6 +28,7 @@ __all__ = [
     "HISTOGRAM_BINS",
     "TOP_VALUES",
     "from_micros",
+    "key_from_json",
     "merge",
     "micros",
     "num_from_json",
@@ -81,6 +82,29 @@ def num_from_json(value: Any) -> Any:
     if isinstance(value, str):
         return float(value)
     return value
+
+
+def key_from_json(text: str, value_type: str) -> Any:
+    """A value from its spelling as a JSON object key (value counts are keyed by value).
+
+    Inverse of ``atdata.manifest._aggregates.key_to_json``.
+
+    Raises:
+        ValueError: ``text`` does not spell a value of ``value_type``.
+
+    Example:
+        >>> key_from_json("2025-01-01T00:00:00", "datetime").isoformat()
+        '2025-01-01T00:00:00+00:00'
+    """
+    if value_type == "bool":
+        return text == "true"
+    if value_type == "int":
+        return int(text)
+    if value_type == "float":
+        return float(text)
+    if value_type == "datetime":
+        return to_utc(dt.datetime.fromisoformat(text))
+    return text
 
 
 # -- merging ----------------------------------------------------------------------------
@@ -166,6 +190,8 @@ def _merge_numeric(aggregates: Sequence[dict[str, Any]], vt: str) -> dict[str, A
 
     present = [a for a in aggregates if a.get("min") is not None and a.get("max") is not None]
     out: dict[str, Any] = {"nans": sum(int(a.get("nans", 0)) for a in aggregates)}
+    if vt == "mixed" and not {a.get("type") for a in present} <= {"int", "float", "bool"}:
+        present = []  # numbers, text and datetimes have no common order: no bounds
     if not present:
         out.update(min=None, max=None, mean=None, histogram=None)
         return out

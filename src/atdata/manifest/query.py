@@ -39,6 +39,7 @@ from atdata.manifest._aggregates import merge
 from atdata.manifest._expr import Lit, bounds, evaluate
 from atdata.manifest._fields import Column
 from atdata.manifest._format import KEY, OFFSET, SIZE, ShardManifest
+from atdata.manifest._header import NumericAggregate
 from atdata.manifest._lambda import Predicate, compile_where
 from atdata.manifest._sql import sql_predicate
 from atdata.manifest.loader import concurrent_map, load_all, missing_manifest
@@ -277,8 +278,8 @@ def _known_columns(manifests: Sequence[ShardManifest]) -> dict[str, Column]:
     """Every manifest field of the dataset (older shards may lack newer ones)."""
     seen: dict[str, tuple[str, str]] = {}
     for m in manifests:
-        for name, agg in m.header.get("aggregates", {}).items():
-            kind_type = (agg.get("kind", "categorical"), agg.get("type", "str"))
+        for name, agg in m.parsed.aggregates.items():
+            kind_type = (agg.kind, agg.type)
             before = seen.setdefault(name, kind_type)
             if before != kind_type and {before[1], kind_type[1]} <= {"int", "float", "bool"}:
                 seen[name] = (before[0], "float")  # a number field whose type widened
@@ -290,8 +291,8 @@ def _known_columns(manifests: Sequence[ShardManifest]) -> dict[str, Column]:
 def _naive_time_fields(manifests: Sequence[ShardManifest]) -> set[str]:
     naive = set()
     for m in manifests:
-        for name, agg in m.aggregates.items():
-            if agg.get("type") == "datetime" and agg.get("timezone", "UTC") is None:
+        for name, agg in m.parsed.aggregates.items():
+            if isinstance(agg, NumericAggregate) and agg.type == "datetime" and not agg.timezone:
                 naive.add(name)
     return naive
 
@@ -679,13 +680,16 @@ def describe_dataset(source: ShardSet) -> dict[str, Any]:
         for name, f in fields.items()
         if f.get("type") == "datetime" and f.get("kind") == "numeric"
     }
-    schema = manifests[-1].header.get("schema", {}) if manifests else {}
+    schema = manifests[-1].parsed.schema if manifests else None
     return {
         "num_samples": sum(m.num_samples for m in manifests),
         "num_shards": len(manifests),
         "size_bytes": sum(m.size_bytes for m in manifests),
         "shards_without_manifest": len(loaded) - len(manifests),
-        "schema": {"name": schema.get("name"), "version": schema.get("version")},
+        "schema": {
+            "name": schema.name if schema else None,
+            "version": schema.version if schema else None,
+        },
         "time_bounds": time_bounds,
         "fields": fields,
     }
