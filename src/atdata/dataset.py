@@ -538,7 +538,6 @@ def load_dataset(
         >>> len(train.shards)
         10
         >>> ds = atdata.load_dataset("@local/my-dataset")  # doctest: +SKIP
-
     """
     if data_files is not None:
         sources = {

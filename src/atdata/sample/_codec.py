@@ -693,7 +693,6 @@ class DictSample(MutableMapping[str, Any]):
             >>> atdata.DictSample({"label": "cat"}, key="sample_0001").as_wds["__key__"]
             'sample_0001'
         """
-
         return WdsRecord(self.__key__, self.packed, self)
 
 

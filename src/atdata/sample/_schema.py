@@ -193,7 +193,6 @@ class Schema:
             >>> Sample = atdata.Dataset("data/shard-000000.tar").schema.to_type()
             >>> atdata.Dataset[Sample]("data/shard-{000000..000009}.tar").head(1)[0].label
             'cat'
-
         """
         from atdata.sample._codec import packable  # deferred: the codec imports this module
 

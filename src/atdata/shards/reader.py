@@ -98,7 +98,13 @@ class SampleLocation:
 
 
 class RawSample(NamedTuple):
-    """One sample's undecoded msgpack bytes, with its key and byte range in the shard."""
+    """One sample's undecoded msgpack bytes, with its key and byte range in the shard.
+
+    Example:
+        >>> raw = next(iter_raw("data/shard-000000.tar"))
+        >>> raw.key, raw.offset, raw.span
+        ('sample_00000000', 0, 1024)
+    """
 
     key: str
     data: memoryview

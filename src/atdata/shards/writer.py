@@ -299,9 +299,10 @@ class ShardWriter:
     Example:
         >>> with atdata.ShardWriter("out/shard-%06d.tar", maxcount=1000) as sink:
         ...     for sample in samples:
-        ...         sink.write(sample)          # or sink.write(sample.as_wds)
+        ...         key = sink.write(sample)    # or sink.write(sample.as_wds)
+
         >>> sink.shards
-        ['out/shard-000000.tar', ...]
+        ['out/shard-000000.tar']
     """
 
     def __init__(
@@ -347,6 +348,13 @@ class ShardWriter:
         Accepts a ``@packable`` instance, its ``as_wds`` record, a WebDataset
         dict ``{"__key__": ..., "msgpack": bytes}``, a ``DictSample``, or a plain
         dict of field values (with an optional ``"__key__"``).
+
+        Example:
+            >>> with atdata.ShardWriter("out/shard-%06d.tar") as sink:
+            ...     sink.write(sample)
+            ...     sink.write({"__key__": "extra_0001", "label": "dog", "score": 0.5})
+            'sample_00000000'
+            'extra_0001'
         """
         key: str | None
         codec = getattr(type(sample), "__atdata_codec__", None)
@@ -487,6 +495,13 @@ class ShardWriter:
         Raises:
             ShardError: a shard's bytes could not be written.
             StorageError: a shard could not be committed (e.g. uploaded).
+
+        Example:
+            >>> sink = atdata.ShardWriter("out/shard-%06d.tar", maxcount=4)
+            >>> for s in samples:
+            ...     _ = sink.write(s)
+            >>> sink.close()
+            ['out/shard-000000.tar', 'out/shard-000001.tar']
         """
         self._commit()
         self._wait_committing()
@@ -494,7 +509,15 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Discard the shard in progress (committed shards stay, as does a full
-        shard that was already committing)."""
+        shard that was already committing).
+
+        Example:
+            >>> sink = atdata.ShardWriter("out/shard-%06d.tar")
+            >>> _ = sink.write(sample)
+            >>> sink.abort()
+            >>> sink.shards
+            []
+        """
         shard, self._current = self._current, None
         if shard is not None:
             shard.abort()
@@ -514,5 +537,10 @@ class ShardWriter:
 
     @property
     def store(self) -> Store:
-        """The store shards are written to."""
+        """The store shards are written to.
+
+        Example:
+            >>> type(atdata.ShardWriter("out/shard-%06d.tar").store).__name__
+            'LocalStore'
+        """
         return store_for(self.pattern)[0]
