@@ -13,9 +13,9 @@ Example:
     >>> @atdata.processor
     ... def embed(sample: ImageSample) -> EmbeddingSample:
     ...     return EmbeddingSample(embedding=model(sample.image), label=sample.label)
-    >>> out = ds.map(embed, output_prefix="s3://bucket/embedded/v1")
-    >>> atdata.job_status("s3://bucket/embedded/v1").counts
-    {'done': 16, 'failed': 0, 'pending': 0}
+    >>> out = ds.map(embed, output_prefix="out/embedded/v1")
+    >>> atdata.job_status("out/embedded/v1").counts
+    {'done': 10, 'failed': 0, 'pending': 0}
 """
 
 from __future__ import annotations

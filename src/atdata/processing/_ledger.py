@@ -51,6 +51,11 @@ class ShardStatus(msgspec.Struct, kw_only=True):
     ``"done"`` (output committed) or ``"failed"`` (retries exhausted; see the
     dead-letter record). ``attempts`` counts every run of the task, across
     reruns of the job.
+
+    Example:
+        >>> first = atdata.job_status("embedded/v1").shards[0]
+        >>> first.task_id, first.state, first.samples_out
+        ('shard-000000', 'done', 4)
     """
 
     task_id: str
@@ -73,7 +78,15 @@ class ShardStatus(msgspec.Struct, kw_only=True):
 
 
 class DeadLetter(msgspec.Struct, kw_only=True):
-    """A task that failed on every attempt, with the last traceback."""
+    """A task that failed on every attempt, with the last traceback.
+
+    Example:
+        >>> letter = atdata.job_status("broken/v1").dead_letters[0]
+        >>> letter.task_id, letter.attempts
+        ('shard-000009', 1)
+        >>> "no fish today" in letter.traceback
+        True
+    """
 
     task_id: str
     input_shard: str
@@ -87,7 +100,13 @@ class DeadLetter(msgspec.Struct, kw_only=True):
 
 
 class RunRecord(msgspec.Struct, kw_only=True):
-    """One run of a job (a first run, a resume or a retry)."""
+    """One run of a job (a first run, a resume or a retry).
+
+    Example:
+        >>> run = atdata.job_status("embedded/v1").last_run
+        >>> run.executor, run.tasks_run, run.tasks_failed
+        ('InlineExecutor', 10, 0)
+    """
 
     started_at: str
     finished_at: str | None = None
@@ -219,6 +238,10 @@ class JobStatus:
         job: the job record (id, types, plan, runs).
         shards: every planned task's status, in plan order.
         dead_letters: tasks that exhausted their retries, with tracebacks.
+
+    Example:
+        >>> atdata.job_status("broken/v1")
+        JobStatus('broken/v1', job_id='...', done=9, failed=1, pending=0)
     """
 
     def __init__(
@@ -235,7 +258,12 @@ class JobStatus:
 
     @property
     def job_id(self) -> str:
-        """The job's id (also in every output manifest's provenance)."""
+        """The job's id (also in every output manifest's provenance).
+
+        Example:
+            >>> len(atdata.job_status("embedded/v1").job_id)
+            32
+        """
         return self.job.job_id
 
     def _in(self, state: str) -> list[ShardStatus]:
@@ -243,27 +271,52 @@ class JobStatus:
 
     @property
     def done(self) -> list[ShardStatus]:
-        """Tasks whose output is committed."""
+        """Tasks whose output is committed.
+
+        Example:
+            >>> len(atdata.job_status("broken/v1").done)
+            9
+        """
         return self._in("done")
 
     @property
     def failed(self) -> list[ShardStatus]:
-        """Tasks that exhausted their retries."""
+        """Tasks that exhausted their retries.
+
+        Example:
+            >>> [s.task_id for s in atdata.job_status("broken/v1").failed]
+            ['shard-000009']
+        """
         return self._in("failed")
 
     @property
     def pending(self) -> list[ShardStatus]:
-        """Tasks not run yet, or interrupted."""
+        """Tasks not run yet, or interrupted.
+
+        Example:
+            >>> atdata.job_status("embedded/v1").pending
+            []
+        """
         return self._in("pending")
 
     @property
     def complete(self) -> bool:
-        """True when every task is done."""
+        """True when every task is done.
+
+        Example:
+            >>> atdata.job_status("embedded/v1").complete, atdata.job_status("broken/v1").complete
+            (True, False)
+        """
         return all(s.state == "done" for s in self.shards)
 
     @property
     def counts(self) -> dict[str, int]:
-        """Number of tasks per state."""
+        """Number of tasks per state.
+
+        Example:
+            >>> atdata.job_status("broken/v1").counts
+            {'done': 9, 'failed': 1, 'pending': 0}
+        """
         out = {"done": 0, "failed": 0, "pending": 0}
         for s in self.shards:
             out[s.state] += 1
@@ -271,7 +324,12 @@ class JobStatus:
 
     @property
     def last_run(self) -> RunRecord | None:
-        """The latest run: wall time, busy time, worker utilisation."""
+        """The latest run: wall time, busy time, worker utilisation.
+
+        Example:
+            >>> atdata.job_status("embedded/v1").last_run.tasks_run
+            10
+        """
         return self.job.runs[-1] if self.job.runs else None
 
     def __repr__(self) -> str:
@@ -296,10 +354,11 @@ def job_status(output_prefix: str) -> JobStatus:
         ProcessingError: no job has written under ``output_prefix``.
 
     Example:
-        >>> status = atdata.job_status("s3://bucket/embedded/v1")
+        >>> status = atdata.job_status("broken/v1")
         >>> status.counts
-        {'done': 14, 'failed': 2, 'pending': 0}
-        >>> print(status.dead_letters[0].traceback)
+        {'done': 9, 'failed': 1, 'pending': 0}
+        >>> "ValueError: no fish today" in status.dead_letters[0].traceback
+        True
     """
     ledger = Ledger(output_prefix)
     job = ledger.read_job()

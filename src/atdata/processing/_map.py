@@ -90,12 +90,14 @@ def map_dataset(
             sample types, or the output prefix holds an incompatible job.
 
     Example:
-        >>> out = ds.map(embed_images, output_prefix="s3://bucket/embedded/v1")
+        >>> out = ds.map(embed, output_prefix="out/embedded/v1")
         >>> try:
-        ...     out = ds.map(embed_images, output_prefix="s3://bucket/embedded/v1")
+        ...     out = ds.map(embed, output_prefix="out/embedded/v1")
         ... except atdata.PartialFailureError as e:
-        ...     out = ds.map(embed_images, output_prefix="s3://bucket/embedded/v1",
+        ...     out = ds.map(embed, output_prefix="out/embedded/v1",
         ...                  shards=e.failed_shards, retry=True)
+        >>> len(out.shards)
+        10
     """
     proc = as_processor(fn)
     budget = _attempts(proc, on_error, workers_per_shard, retries)

@@ -57,6 +57,13 @@ class Processor(Generic[In, Out]):
         retries: how many times a failing shard is retried.
         version: the pipeline version recorded in output manifests.
         modal_function: the registered ``modal.Function``, or None.
+
+    Example:
+        >>> proc = atdata.processor(embed)
+        >>> proc.input_type.__name__, proc.output_type.__name__, proc.batch_size
+        ('ImageSample', 'EmbeddingSample', None)
+        >>> proc(sample).label
+        'cat'
     """
 
     fn: Callable[[Any], Any]
@@ -217,6 +224,7 @@ def processor(
         ...     return Reading(value=2 * sample.value)
         >>> double(Reading(value=1.5)).value
         3.0
+        >>> import modal
         >>> app = modal.App("embed")
         >>> @atdata.processor(app, cpu=2, memory=4096, gpu="A10G", retries=2)
         ... def embed(sample: ImageSample) -> EmbeddingSample:

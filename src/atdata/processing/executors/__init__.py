@@ -38,32 +38,66 @@ ENTRY_POINT_GROUP = "atdata.executors"
 
 @runtime_checkable
 class TaskHandle(Protocol):
-    """A submitted task; ``result()`` waits for it."""
+    """A submitted task; ``result()`` waits for it.
 
-    def result(self, timeout: float | None = None) -> ShardResult: ...
+    Example:
+        >>> handle = atdata.InlineExecutor().submit(task)
+        >>> handle.result().ok
+        True
+    """
+
+    def result(self, timeout: float | None = None) -> ShardResult:
+        """The task's result, waiting up to ``timeout`` seconds (None: no limit)."""
+        ...
 
 
 @runtime_checkable
 class Executor(Protocol):
-    """What ``Dataset.map`` needs from a place to run shard tasks."""
+    """What ``Dataset.map`` needs from a place to run shard tasks.
+
+    Example:
+        >>> isinstance(atdata.InlineExecutor(), atdata.Executor)
+        True
+        >>> out = ds.map(embed, output_prefix="out/", executor=atdata.InlineExecutor())
+    """
 
     @property
     def workers(self) -> int | None:
-        """Tasks that run at once (for utilisation); None when elastic or unknown."""
+        """Tasks that run at once (for utilisation); None when elastic or unknown.
+
+        Example:
+            >>> atdata.InlineExecutor().workers
+            1
+        """
         ...
 
     def submit(self, task: ShardTask) -> TaskHandle:
-        """Start one task."""
+        """Start one task.
+
+        Example:
+            >>> atdata.InlineExecutor().submit(task).result().samples_out
+            4
+        """
         ...
 
     def map(
         self, tasks: Iterable[ShardTask]
     ) -> Iterator[tuple[ShardTask, ShardResult | BaseException]]:
-        """Run tasks; yield each with its result (or the exception that lost it) as it ends."""
+        """Run tasks; yield each with its result (or the exception that lost it) as it ends.
+
+        Example:
+            >>> [(t.task_id, r.ok) for t, r in atdata.InlineExecutor().map([task])]
+            [('shard-000000', True)]
+        """
         ...
 
     def close(self) -> None:
-        """Release the workers."""
+        """Release the workers.
+
+        Example:
+            >>> executor = atdata.LocalExecutor(workers=2)   # workers start on first use
+            >>> executor.close()
+        """
         ...
 
 
@@ -110,8 +144,10 @@ def register_executor(
 
     Example:
         >>> atdata.processing.register_executor("ray", "my_pkg.executors:RayExecutor")
-        >>> ds.map(fn, output_prefix="s3://b/out", executor="ray")
-        >>> atdata.processing.register_executor("local", MyPool, overwrite=True)
+        >>> ds.map(fn, output_prefix="s3://b/out", executor="ray")  # doctest: +SKIP
+        >>> atdata.processing.register_executor("local", atdata.InlineExecutor, overwrite=True)
+        >>> ds.map(fn, output_prefix="out/").shards[0]               # now runs in-process
+        'out/shard-000000.tar'
 
         Or, without any code at import time, in the plugin's ``pyproject.toml``:
 
@@ -160,6 +196,11 @@ def get_executor(
     Raises:
         ProcessingError: the name is unknown.
         MissingDependencyError: the executor's package is not installed.
+
+    Example:
+        >>> executor, owned = atdata.processing.get_executor("inline")
+        >>> type(executor).__name__, owned
+        ('InlineExecutor', True)
     """
     if executor is None:
         executor = "modal" if processor is not None and processor.app is not None else "local"

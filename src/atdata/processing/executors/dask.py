@@ -30,9 +30,10 @@ class DaskExecutor:
 
     Example:
         >>> from distributed import Client, LocalCluster
-        >>> client = Client(LocalCluster(n_workers=4))
-        >>> out = ds.map(fn, output_prefix="s3://b/out", executor=DaskExecutor(client))
-        >>> out = ds.map(fn, output_prefix="s3://b/out", executor="dask")  # default client
+        >>> client = Client(LocalCluster(n_workers=4))  # doctest: +SKIP
+        >>> executor = DaskExecutor(client)  # doctest: +SKIP
+        >>> out = ds.map(fn, output_prefix="s3://b/out", executor=executor)  # doctest: +SKIP
+        >>> out = ds.map(fn, output_prefix="s3://b/out", executor="dask")  # doctest: +SKIP
     """
 
     def __init__(self, client: distributed.Client | str | None = None) -> None:

@@ -23,12 +23,19 @@ class InlineExecutor:
     Example:
         >>> out = ds.map(fn, output_prefix="out/", executor="inline")
         >>> out = ds.map(fn, output_prefix="out/", executor=InlineExecutor())
+        >>> out.head(1)[0].label
+        'cat'
     """
 
     workers: int | None = 1
 
     def submit(self, task: ShardTask) -> concurrent.futures.Future[ShardResult]:
-        """Run ``task`` now; return a finished future."""
+        """Run ``task`` now; return a finished future.
+
+        Example:
+            >>> InlineExecutor().submit(task).done()
+            True
+        """
         future: concurrent.futures.Future[ShardResult] = concurrent.futures.Future()
         future.set_result(process_shard(task))
         return future
@@ -41,7 +48,13 @@ class InlineExecutor:
             yield task, process_shard(task)
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Nothing to release.
+
+        Example:
+            >>> with InlineExecutor() as executor:    # closed on leaving the block
+            ...     executor.submit(task).result().ok
+            True
+        """
 
     def __enter__(self) -> InlineExecutor:
         return self

@@ -147,7 +147,16 @@ class LocalExecutor:
                 yield task, exc
 
     def close(self, cancel: bool = False) -> None:
-        """Stop the workers once queued tasks are done (``cancel=True``: at once)."""
+        """Stop the workers once queued tasks are done (``cancel=True``: at once).
+
+        Example:
+            >>> pool = LocalExecutor(workers=2)
+            >>> pool.close()
+            >>> pool.submit(task)
+            Traceback (most recent call last):
+            ...
+            atdata.errors.ProcessingError: this LocalExecutor is closed; create a new one
+        """
         with self._lock:
             self._closing = True
             self._cancel = self._cancel or cancel

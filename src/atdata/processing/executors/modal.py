@@ -32,8 +32,8 @@ class ModalExecutor:
             (``processor.modal_function``).
 
     Example:
-        >>> out = ds.map(embed, output_prefix="r2://bucket/embedded/v1")  # Modal by default
-        >>> out = ds.map(embed, output_prefix="s3://b/out",
+        >>> out = ds.map(embed, output_prefix="r2://bucket/embedded/v1")  # doctest: +SKIP
+        >>> out = ds.map(embed, output_prefix="s3://b/out",  # doctest: +SKIP
         ...              executor=ModalExecutor(embed.modal_function))
     """
 
