@@ -120,7 +120,13 @@ class LocalExecutor:
     # -- the verbs -------------------------------------------------------------------
 
     def submit(self, task: ShardTask) -> concurrent.futures.Future[ShardResult]:
-        """Queue ``task``; the future fails with :class:`WorkerLostError` if its worker dies."""
+        """Queue ``task``; the future fails with :class:`WorkerLostError` if its worker dies.
+
+        Example:
+            >>> with LocalExecutor(workers=1) as pool:
+            ...     pool.submit(task).result().samples_out
+            4
+        """
         future: concurrent.futures.Future[ShardResult] = concurrent.futures.Future()
         with self._lock:
             if self._closing:
@@ -137,7 +143,13 @@ class LocalExecutor:
     def map(
         self, tasks: Iterable[ShardTask]
     ) -> Iterator[tuple[ShardTask, ShardResult | BaseException]]:
-        """Run the tasks on the pool; yield ``(task, result or exception)`` as each ends."""
+        """Run the tasks on the pool; yield ``(task, result or exception)`` as each ends.
+
+        Example:
+            >>> with LocalExecutor(workers=1) as pool:
+            ...     [(t.task_id, r.ok) for t, r in pool.map([task])]
+            [('shard-000000', True)]
+        """
         futures = {self.submit(task): task for task in tasks}
         for future in concurrent.futures.as_completed(futures):
             task = futures[future]
