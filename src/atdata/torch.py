@@ -7,9 +7,10 @@ Example:
     >>> import torch, atdata.torch
     >>> view = ds.shuffled(seed=0)
     >>> loader = torch.utils.data.DataLoader(
-    ...     view, batch_size=64, num_workers=4, collate_fn=atdata.torch.collate)
-    >>> batch = next(iter(loader))
-    >>> batch["image"].shape, batch["label"].dtype     # (64, H, W, C), torch.int64
+    ...     view, batch_size=64, num_workers=2, collate_fn=atdata.torch.collate)
+    >>> batch = next(iter(loader))        # worker 0's half of the 40 samples
+    >>> batch["image"].shape, batch["confidence"].dtype
+    (torch.Size([20, 4, 4, 3]), torch.float64)
 """
 
 from __future__ import annotations
@@ -40,9 +41,12 @@ def collate(batch: SampleBatch[Any] | Sequence[Any] | Any) -> dict[str, Any]:
     as lists, and ``"__key__"`` the samples' keys.
 
     Example:
+        >>> from torch.utils.data import DataLoader
         >>> loader = DataLoader(ds.shuffled(seed=0), batch_size=64, collate_fn=collate)
         >>> loader = DataLoader(ds.shuffled(seed=0, batch_size=64), batch_size=None,
         ...                     collate_fn=collate)
+        >>> sorted(next(iter(loader)))
+        ['__key__', 'confidence', 'image', 'label']
     """
     if isinstance(batch, SampleBatch):
         samples = batch
@@ -60,6 +64,7 @@ def to_tensors(sample: Any) -> dict[str, Any]:
 
     Example:
         >>> to_tensors(ds.head(1)[0])["image"].shape
+        torch.Size([4, 4, 3])
     """
     names = getattr(type(sample), "__dataclass_fields__", None) or vars(sample)
     out = {n: _tensor(getattr(sample, n)) for n in names if not n.startswith("__")}

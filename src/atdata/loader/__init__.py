@@ -2,6 +2,7 @@
 remote prefetch, a shared shard cache, and mixing of several datasets.
 
 Example:
+    >>> import torch
     >>> view = ds.shuffled(seed=0, batch_size=64)          # a DatasetView
     >>> loader = torch.utils.data.DataLoader(view, batch_size=None, num_workers=4)
     >>> state = view.state_dict()                           # resume exactly later

@@ -25,6 +25,7 @@ class SampleBatch(Generic[T]):
     Example:
         >>> batch = next(iter(ds.ordered(batch_size=32)))
         >>> batch.image.shape, batch.label[:2], batch.keys[:2]
+        ((32, 4, 4, 3), ['cat', 'dog'], ['sample_00000000', 'sample_00000001'])
     """
 
     def __init__(self, samples: Sequence[T]) -> None:
@@ -42,14 +43,20 @@ class SampleBatch(Generic[T]):
 
     @property
     def keys(self) -> list[str | None]:
-        """The samples' keys."""
+        """The samples' keys.
+
+        Example:
+            >>> batch.keys[:2]
+            ['sample_00000000', 'sample_00000001']
+        """
         return [getattr(s, "__key__", None) for s in self.samples]
 
     def column(self, name: str) -> Any:
         """One field of every sample, as an array or a list (see the class docs).
 
         Example:
-            >>> batch.column("label")     # the same as batch.label
+            >>> batch.column("label")[:4]     # the same as batch.label
+            ['cat', 'dog', 'bird', 'fish']
         """
         columns = self._columns
         if name not in columns:

@@ -39,6 +39,11 @@ class MixedView:
     Iterable, picklable, a ``torch.utils.data.IterableDataset`` once torch is
     imported, with ``set_epoch``, ``state_dict`` and ``load_state_dict`` like a
     :class:`~atdata.loader.DatasetView`.
+
+    Example:
+        >>> mixed = atdata.mix([web_text, books], weights=[0.7, 0.3], seed=0)
+        >>> type(mixed).__name__, sorted({s.__key__[:8] for s in mixed})
+        ('MixedView', ['sample_0'])
     """
 
     def __init__(
@@ -105,7 +110,12 @@ class MixedView:
 
     @property
     def num_samples(self) -> int:
-        """Samples in the mixed stream per epoch (on this rank)."""
+        """Samples in the mixed stream per epoch (on this rank).
+
+        Example:
+            >>> mixed.num_samples
+            29
+        """
         return self._schedule()[0]
 
     def __len__(self) -> int:
@@ -117,6 +127,8 @@ class MixedView:
 
         Example:
             >>> state = mixed.state_dict()
+            >>> state["position"], state["sources"]
+            (0, 2)
         """
         return {
             "version": STATE_VERSION,
@@ -133,6 +145,11 @@ class MixedView:
 
         Raises:
             ValueError: the state comes from a mix with other sources or settings.
+
+        Example:
+            >>> state = mixed.state_dict()
+            >>> again = atdata.mix([web_text, books], weights=[0.7, 0.3], seed=0)
+            >>> again.load_state_dict(state)
         """
         for name, mine in (
             ("seed", self.seed),
@@ -247,6 +264,7 @@ def mix(
 
     Example:
         >>> mixed = atdata.mix([web_text, books], weights=[0.7, 0.3], seed=0)
+        >>> from torch.utils.data import DataLoader
         >>> loader = DataLoader(mixed, batch_size=None, num_workers=4)
         >>> state = mixed.state_dict()
     """

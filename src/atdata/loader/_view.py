@@ -72,8 +72,9 @@ class DatasetView:
     the arguments.
 
     Example:
+        >>> import torch
         >>> view = ds.shuffled(seed=0, batch_size=64)
-        >>> loader = torch.utils.data.DataLoader(view, batch_size=None, num_workers=4)
+        >>> loader = torch.utils.data.DataLoader(view, batch_size=None, num_workers=2)
         >>> for epoch in range(3):
         ...     view.set_epoch(epoch)
         ...     for batch in loader:
@@ -150,7 +151,12 @@ class DatasetView:
         self._resume_at = self._next = 0
 
     def plan(self) -> RankPlan:
-        """This rank's plan of the current epoch (the order, as arithmetic)."""
+        """This rank's plan of the current epoch (the order, as arithmetic).
+
+        Example:
+            >>> view.plan().length
+            40
+        """
         return self._plan()
 
     def _plan(self) -> RankPlan:
@@ -171,7 +177,7 @@ class DatasetView:
 
         Example:
             >>> view.num_samples
-            50000
+            40
         """
         return self._plan().length
 
@@ -187,6 +193,8 @@ class DatasetView:
 
         Example:
             >>> state = view.state_dict()     # save it with the model checkpoint
+            >>> state["epoch"], state["position"]
+            (0, 0)
         """
         return {
             "version": STATE_VERSION,
@@ -276,6 +284,11 @@ class DatasetView:
             plan: the epoch's plan on this rank (:meth:`plan`).
             start: no position before this one is wanted.
             select: ``(lo, hi) -> sorted positions wanted in [lo, hi)``.
+
+        Example:
+            >>> first_three = lambda lo, hi: np.arange(lo, min(hi, 3))
+            >>> [(i, s.label) for i, s in view.samples_at(view.plan(), 0, first_three)]
+            [(0, 'fish'), (1, 'dog'), (2, 'cat')]
         """
         decode = decoder_for(self.source.stored_type)
         handler, transform = self.source.handler, self.transform
