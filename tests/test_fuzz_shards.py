@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import atdata
 from atdata.errors import AtdataError
-from atdata.shards import ShardWriter, iter_raw
+from atdata.shards import ShardWriter, iter_raw, sample_spans
 from atdata.shards._tar import BLOCK
 
 CASE_SECONDS = 10
@@ -89,6 +89,7 @@ def readers(url: str, with_manifest: bool) -> dict[str, Callable[[], Any]]:
         "skip": lambda: [s.label for s in atdata.Dataset[Item](url, handler="skip").ordered()],
         "shuffled": lambda: len(list(typed.shuffled(seed=0, buffer_size=5))),
         "raw": lambda: [r.key for r in iter_raw(url)],
+        "spans": lambda: sample_spans(url),
         "build": lambda: atdata.manifest.build(url, Item, overwrite=True),
     }
     if with_manifest:

@@ -23,7 +23,14 @@ import atdata
 from atdata import observability as obs
 from atdata.errors import SchemaError, SchemaMismatchError, ShardCorruptError, ShardError
 from atdata.sample import DictSample
-from atdata.shards import ShardWriter, check_key, iter_shard, read_sample, split_key
+from atdata.shards import (
+    ShardWriter,
+    check_key,
+    iter_shard,
+    read_sample,
+    sample_spans,
+    split_key,
+)
 from atdata.shards._tar import BLOCK, TarFormatError, iter_members, member_header
 
 
@@ -583,3 +590,14 @@ def test_only_a_number_field_makes_a_pattern(tmp_path: Path) -> None:
         str(tmp_path / "100%-0000.tar"),
         str(tmp_path / "100%-0001.tar"),
     ]
+
+
+def test_sample_spans_match_the_manifest_without_reading_the_data(tmp_path: Path) -> None:
+    (url,) = write(str(tmp_path / "s-%06d.tar"), 20, shape=(64, 64), manifest=True)
+    rows = atdata.manifest.load_manifests(url)[0].read_table(["__offset__", "__size__"])
+    expected = list(zip(rows["__offset__"].to_pylist(), rows["__size__"].to_pylist(), strict=True))
+    assert sample_spans(url) == expected
+    data = Path(url).read_bytes()
+    Path(url).write_bytes(data[: expected[-1][0] + 100])  # cut inside the last sample
+    with pytest.raises(ShardCorruptError, match=r"s-000000\.tar"):
+        sample_spans(url)

@@ -3,7 +3,7 @@
 Counts come from the manifests' JSON headers (one small read per shard,
 concurrent on object stores); byte offsets from their parquet rows, read only
 for shards the loader enters in the middle. A shard without a manifest is
-scanned once (its tar headers, no sample is decoded) and logged, so every
+scanned once (its tar headers only: the data is skipped) and logged, so every
 loader feature still works; ``atdata manifest build`` makes it free.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from atdata import observability as obs
-from atdata.shards.reader import iter_raw
+from atdata.shards.reader import sample_spans
 from atdata.storage import is_local
 
 if TYPE_CHECKING:
@@ -108,11 +108,8 @@ class ShardIndex:
             ).astype(np.int64)
             order = np.argsort(pairs[0], kind="stable")
             return pairs[0][order], pairs[1][order]
-        scanned = [(raw.offset, raw.span) for raw in iter_raw(self.shards[shard])]
-        return (
-            np.array([o for o, _ in scanned], np.int64),
-            np.array([s for _, s in scanned], np.int64),
-        )
+        spans = np.array(sample_spans(self.shards[shard]), np.int64).reshape(-1, 2)
+        return spans[:, 0].copy(), spans[:, 1].copy()
 
     def needs_offsets(self, shard: int, start: int, stop: int) -> bool:
         """Whether :meth:`byte_range` of these samples has to read the shard's offsets."""

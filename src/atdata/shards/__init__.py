@@ -12,6 +12,7 @@ from atdata.shards.reader import (
     iter_shard,
     read_sample,
     read_samples,
+    sample_spans,
     split_key,
 )
 from atdata.shards.writer import ShardWriter, check_key
@@ -29,6 +30,7 @@ __all__ = [
     "read_sample",
     "read_samples",
     "register_resolver",
+    "sample_spans",
     "shards_under",
     "split_key",
 ]

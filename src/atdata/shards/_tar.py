@@ -13,11 +13,21 @@ from typing import IO, NamedTuple
 
 import numpy as np
 
-__all__ = ["BLOCK", "Member", "TarFormatError", "end_of_archive", "iter_members", "member_header"]
+__all__ = [
+    "BLOCK",
+    "Member",
+    "TarFormatError",
+    "end_of_archive",
+    "iter_members",
+    "member_header",
+    "member_spans",
+]
 
 BLOCK = 512
 RECORD = BLOCK * 20  # tar's default record size; archives are padded to it
 _ZERO_BLOCK = bytes(BLOCK)
+_REGULAR = (b"0", b"\x00", b"7")  # type flags of regular files
+_NAME_HEADERS = (b"L", b"x")  # a long name or pax header belongs to the member after it
 
 
 class TarFormatError(ValueError):
@@ -265,7 +275,7 @@ def iter_members(stream: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[Membe
             data = view[pos : pos + size]
             pos += padded
             read_ahead = chunk_size
-        if kind in (b"0", b"\x00", b"7"):
+        if kind in _REGULAR:
             if long_name is not None:
                 name = long_name
             else:
@@ -290,3 +300,48 @@ def iter_members(stream: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[Membe
                 start = None
         except ValueError:  # includes UnicodeDecodeError
             raise TarFormatError(offset, "unreadable long-name or pax header") from None
+
+
+def member_spans(stream: IO[bytes]) -> Iterator[tuple[int, int]]:
+    """``(offset, span)`` of each regular file, as :func:`iter_members` counts them,
+    from the headers alone: the data is skipped (sought over when the stream can
+    seek), so a shard of big samples is scanned in a few small reads.
+
+    Raises:
+        TarFormatError: on a bad header or a stream that ends inside the archive.
+    """
+    seekable = stream.seekable() if hasattr(stream, "seekable") else False
+    pos = 0
+    start: int | None = None
+    while True:
+        header = stream.read(BLOCK)
+        if len(header) < BLOCK:
+            raise TarFormatError(pos, "stream ends without the end-of-archive blocks (truncated?)")
+        if header == _ZERO_BLOCK:
+            return
+        if header[257:262] != b"ustar":
+            raise TarFormatError(pos, "not a tar header (no ustar magic)")
+        size = _parse_size(header[124:136], pos)
+        padded = size + (-size % BLOCK)
+        kind = header[156:157]
+        if start is None:
+            start = pos
+        pos += BLOCK + padded
+        if kind in _REGULAR:
+            yield start, pos - start
+            start = None
+        elif kind not in _NAME_HEADERS:
+            start = None
+        if seekable:
+            try:
+                stream.seek(padded, 1)
+            except (OverflowError, OSError):  # a size no stream holds
+                raise TarFormatError(
+                    pos - padded - BLOCK, f"a member claims {size} bytes"
+                ) from None
+        else:
+            while padded > 0:
+                skipped = len(stream.read(min(padded, 1 << 20)))
+                if not skipped:
+                    break  # the next header read reports where the stream ended
+                padded -= skipped

@@ -18,7 +18,7 @@ import msgspec
 
 from atdata import observability as obs
 from atdata.errors import SchemaError, SchemaMismatchError, ShardCorruptError, ShardError
-from atdata.shards._tar import BLOCK, TarFormatError, iter_members
+from atdata.shards._tar import BLOCK, TarFormatError, iter_members, member_spans
 from atdata.storage import store_for
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "iter_shard",
     "read_sample",
     "read_samples",
+    "sample_spans",
     "split_key",
 ]
 
@@ -159,6 +160,26 @@ def iter_raw(
             yield from _raw_members(url, opened, start, end)
     else:
         yield from _raw_members(url, stream, start, end)
+
+
+def sample_spans(url: str) -> list[tuple[int, int]]:
+    """``(offset, span)`` in bytes of every sample of a shard, from its tar headers
+    alone (what a manifest's ``__offset__`` and ``__size__`` record, for a shard
+    without one). The samples' data is skipped, not read.
+
+    Raises:
+        ShardCorruptError: a bad tar header or a truncated shard.
+
+    Example:
+        >>> sample_spans("data/shard-000000.tar")[:2]   # doctest: +SKIP
+        [(0, 2048), (2048, 2048)]
+    """
+    store, path = store_for(url)
+    with store.open(path) as stream:
+        try:
+            return list(member_spans(stream))
+        except TarFormatError as exc:
+            raise ShardCorruptError(url, exc.offset, exc.reason) from None
 
 
 def _raw_members(url: str, raw: IO[bytes], start: int, end: int | None) -> Iterator[RawSample]:

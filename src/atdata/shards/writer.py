@@ -6,8 +6,8 @@ import contextlib
 import glob
 import hashlib
 import os
-import re
 import queue
+import re
 import threading
 import time
 from collections.abc import Mapping
