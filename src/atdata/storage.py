@@ -65,7 +65,14 @@ class LiteralURL(str):
 
 
 def is_local(url: str) -> bool:
-    """True for plain paths and ``file://`` URLs."""
+    """True for plain paths and ``file://`` URLs.
+
+    Example:
+        >>> is_local("data/shard-000000.tar"), is_local("file:///data/a.tar")
+        (True, True)
+        >>> is_local("s3://bucket/a.tar")
+        False
+    """
     return "://" not in url or url.startswith("file://")
 
 
@@ -85,7 +92,13 @@ def sibling(url: str, suffix: str) -> str:
 
 
 class Store:
-    """The verbs every store has; paths are the store's own (no scheme)."""
+    """The verbs every store has; paths are the store's own (no scheme).
+
+    Example:
+        >>> store, path = store_for("data/shard-000000.tar")
+        >>> store.exists(path), store.size(path) > 0, store.url(path)
+        (True, True, 'data/shard-000000.tar')
+    """
 
     protocol: str = ""
 
@@ -135,7 +148,14 @@ class Store:
 
 
 class LocalStore(Store):
-    """Local disk: positional reads and rename-based atomic writes."""
+    """Local disk: positional reads and rename-based atomic writes.
+
+    Example:
+        >>> store = LocalStore()
+        >>> store.write("tmp/hello.txt", b"hello")
+        >>> store.read("tmp/hello.txt"), store.list("tmp/*.txt")
+        (b'hello', ['tmp/hello.txt'])
+    """
 
     def open(self, path: str) -> IO[bytes]:
         with _errors(path):
@@ -217,7 +237,16 @@ _S3_PROTOCOLS = frozenset({"s3", "s3a", "r2"})
 
 
 class FsspecStore(Store):
-    """Any fsspec filesystem; writes are single puts, which object stores apply whole."""
+    """Any fsspec filesystem; writes are single puts, which object stores apply whole.
+
+    Example:
+        >>> store, path = store_for("memory://bucket/notes.txt")
+        >>> type(store).__name__, path
+        ('FsspecStore', 'bucket/notes.txt')
+        >>> store.write(path, b"hi")
+        >>> store.read(path), store.url(path)
+        (b'hi', 'memory://bucket/notes.txt')
+    """
 
     def __init__(self, fs: Any, protocol: str) -> None:
         self.fs = fs
@@ -330,6 +359,13 @@ def store_for(url: str) -> tuple[Store, str]:
 
     Raises:
         UnreadableURLError: the scheme is unknown or its back end is not installed.
+
+    Example:
+        >>> store, path = store_for("memory://bucket/a.bin")
+        >>> type(store).__name__, path
+        ('FsspecStore', 'bucket/a.bin')
+        >>> type(store_for("data/shard-000000.tar")[0]).__name__
+        'LocalStore'
     """
     if is_local(url):
         return _LOCAL, _local_path(url)
@@ -456,5 +492,17 @@ def _is_pattern(url: str) -> bool:
 
 
 def temporary_spool(suffix: str = ".tar") -> tuple[int, str]:
-    """A local temporary file for building an object before one atomic put."""
+    """A local temporary file for building an object before one atomic put.
+
+    Returns:
+        ``(file descriptor, path)``, as :func:`tempfile.mkstemp`; the caller
+        closes and removes it.
+
+    Example:
+        >>> import os
+        >>> fd, spool = temporary_spool()
+        >>> os.write(fd, b"shard bytes"), spool.endswith(".tar")
+        (11, True)
+        >>> os.close(fd); os.remove(spool)
+    """
     return tempfile.mkstemp(prefix="atdata-", suffix=suffix)
