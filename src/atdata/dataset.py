@@ -537,7 +537,8 @@ def load_dataset(
         >>> train = atdata.load_dataset("data/", ImageSample, split="train")
         >>> len(train.shards)
         10
-        >>> ds = atdata.load_dataset("@local/my-dataset")  # doctest: +SKIP
+        >>> atdata.load_dataset("@local/my-dataset").head(1)[0].label
+        'cat'
     """
     if data_files is not None:
         sources = {

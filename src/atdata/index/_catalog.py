@@ -118,6 +118,11 @@ class SchemaRecord:
         schema: the schema as a JSON-able dict (``name``, ``version``,
             ``fields``, ...).
         created_at: when this version was first registered (UTC).
+
+    Example:
+        >>> record = cat.get_schema("Digit", "1.9.0")
+        >>> record.name, record.version, record.schema["fields"]
+        ('Digit', '1.9.0', [])
     """
 
     name: str
@@ -140,6 +145,11 @@ class DatasetRecord:
         metadata: any JSON-able extra information.
         created_at: when the name was first registered (UTC).
         updated_at: when it was last registered or overwritten (UTC).
+
+    Example:
+        >>> record = cat.get_dataset("@local/mnist-train")
+        >>> record.uri, record.urls, record.schema_version
+        ('@local/mnist-train', ['mnist-{0..9}.tar'], '1.0.0')
     """
 
     name: str
@@ -192,7 +202,12 @@ class Catalog:
 
     @property
     def path(self) -> str:
-        """The database file this catalog reads and writes."""
+        """The database file this catalog reads and writes.
+
+        Example:
+            >>> atdata.Catalog(tmp).path.endswith("index.db")    # a folder holds index.db
+            True
+        """
         return self._path
 
     def __repr__(self) -> str:
@@ -214,7 +229,13 @@ class Catalog:
         self.close()
 
     def close(self) -> None:
-        """Close the connection. The catalog reopens it if used again."""
+        """Close the connection. The catalog reopens it if used again.
+
+        Example:
+            >>> cat.close()
+            >>> cat.get_dataset("@local/my-dataset").name    # reopened
+            'my-dataset'
+        """
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
@@ -357,7 +378,7 @@ class Catalog:
 
         Example:
             >>> digit = {"name": "Digit", "version": "v1.0.0", "fields": []}
-            >>> cat.register_schema(digit).version  # doctest: +SKIP
+            >>> cat.register_schema(digit).version
             '1.0.0'
         """
         name, version, clean = _validate_schema(schema)
@@ -412,7 +433,7 @@ class Catalog:
             SchemaError: no schema has that name, or it has no such version.
 
         Example:
-            >>> cat.get_schema("Digit").version  # doctest: +SKIP
+            >>> cat.get_schema("Digit").version
             '1.10.0'
         """
         wanted = None if version is None else normalize_version(version, name)
@@ -446,8 +467,8 @@ class Catalog:
         """Return every registered schema version, by name, then by semantic version.
 
         Example:
-            >>> [(s.name, s.version) for s in cat.list_schemas()]  # doctest: +SKIP
-            [('Digit', '1.0.0'), ('Digit', '1.10.0')]
+            >>> [(s.name, s.version) for s in cat.list_schemas()]
+            [('Digit', '1.0.0'), ('Digit', '1.9.0'), ('Digit', '1.10.0'), ('ImageSample', '1.0.0')]
         """
         with self._read("read schemas from") as conn:
             rows = conn.execute(
@@ -463,7 +484,7 @@ class Catalog:
             SchemaError: no schema has that name.
 
         Example:
-            >>> cat.schema_versions("Digit")  # doctest: +SKIP
+            >>> cat.schema_versions("Digit")
             ['1.0.0', '1.9.0', '1.10.0']
         """
         with self._read("read schemas from") as conn:
@@ -513,7 +534,7 @@ class Catalog:
         Example:
             >>> schema = {"name": "Digit", "version": "1.0.0", "fields": []}
             >>> urls = ["mnist-{0..9}.tar"]
-            >>> cat.register_dataset("mnist-train", urls, schema).uri  # doctest: +SKIP
+            >>> cat.register_dataset("mnist-train", urls, schema).uri
             '@local/mnist-train'
         """
         name = _validate_name(name)
@@ -589,7 +610,7 @@ class Catalog:
                 suggests close names).
 
         Example:
-            >>> cat.get_dataset("@local/mnist-train").schema_name  # doctest: +SKIP
+            >>> cat.get_dataset("@local/mnist-train").schema_name
             'Digit'
         """
         name = _validate_name(name)
@@ -605,8 +626,8 @@ class Catalog:
         """Return every registered dataset, sorted by name.
 
         Example:
-            >>> [d.name for d in cat.list_datasets()]  # doctest: +SKIP
-            ['mnist-test', 'mnist-train']
+            >>> [d.name for d in cat.list_datasets()]
+            ['mnist-train', 'my-dataset']
         """
         with self._read("read datasets from") as conn:
             rows = conn.execute(_SELECT_DATASET + " ORDER BY d.name").fetchall()
@@ -619,7 +640,9 @@ class Catalog:
             DatasetNotFoundError: no dataset has that name.
 
         Example:
-            >>> cat.remove_dataset("@local/mnist-train")  # doctest: +SKIP
+            >>> cat.remove_dataset("@local/mnist-train")
+            >>> "@local/mnist-train" in cat
+            False
         """
         name = _validate_name(name)
         with self._write("remove a dataset from") as conn:
@@ -659,7 +682,7 @@ def resolve_local(name: str, catalog: Catalog | None = None) -> DatasetRecord:
         DatasetNotFoundError: no dataset has that name.
 
     Example:
-        >>> resolve_local("@local/mnist-train").urls  # doctest: +SKIP
+        >>> resolve_local("@local/mnist-train").urls
         ['mnist-{0..9}.tar']
     """
     if catalog is not None:
@@ -678,7 +701,7 @@ def resolve_shard_set(name: str, handler: ErrorHandler = "raise") -> ShardSet:
         DatasetNotFoundError: no dataset has that name.
 
     Example:
-        >>> resolve_shard_set("@local/mnist-train").urls  # doctest: +SKIP
+        >>> resolve_shard_set("@local/mnist-train").urls
         ['mnist-{0..9}.tar']
     """
     from atdata.sample import Schema
