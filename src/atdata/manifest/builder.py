@@ -62,7 +62,8 @@ class ManifestBuilder:
     Example:
         >>> builder = ManifestBuilder("out/shard-000000.tar", schema=None, provenance={})
         >>> builder.add("a", 0, 1024, {"label": "cat", "score": 0.5}, b"")
-        >>> builder.commit(size_bytes=10240, checksum_sha256="...")   # doctest: +SKIP
+        >>> builder.commit(size_bytes=10240, checksum_sha256="0" * 64)["num_samples"]
+        1
     """
 
     def __init__(
@@ -107,7 +108,14 @@ class ManifestBuilder:
 
     @property
     def num_samples(self) -> int:
-        """Samples added so far."""
+        """Samples added so far.
+
+        Example:
+            >>> builder = ManifestBuilder("out/shard-000000.tar")
+            >>> builder.add("a", 0, 1024, {"label": "cat"}, b"")
+            >>> builder.num_samples
+            1
+        """
         return len(self._keys)
 
     def add(self, key: str, offset: int, span: int, fields: Any, packed: bytes) -> None:
@@ -120,6 +128,13 @@ class ManifestBuilder:
             fields: the sample (a ``@packable`` instance, a ``DictSample`` or a
                 dict of field values), or None to decode ``packed``.
             packed: its msgpack bytes (decoded only when ``fields`` is None).
+
+        Example:
+            >>> builder = ManifestBuilder("out/shard-000000.tar", schema=ImageSample.__schema__)
+            >>> builder.add("sample_0001", 0, 1024, sample, b"")
+            >>> builder.add("sample_0002", 1024, 1024, None, sample.packed)   # decoded
+            >>> builder.num_samples
+            2
         """
         self._keys.append(key)
         self._offsets.append(offset)
@@ -178,6 +193,15 @@ class ManifestBuilder:
 
         Returns:
             The manifest JSON written, as a dict.
+
+        Example:
+            >>> import os
+            >>> os.makedirs("out", exist_ok=True)
+            >>> builder = ManifestBuilder("out/shard-000000.tar")
+            >>> builder.add("a", 0, 1024, {"label": "cat", "score": 0.5}, b"")
+            >>> header = builder.commit(size_bytes=1536, checksum_sha256="0" * 64)
+            >>> header["num_samples"], sorted(os.listdir("out"))
+            (1, ['shard-000000.manifest.json', 'shard-000000.manifest.parquet'])
         """
         with obs.trace("manifest_commit", shard=self.url, samples=self.num_samples):
             columns = self._settle_inferred() if self._inferred else list(self._columns or [])
@@ -335,7 +359,8 @@ def build(
         SchemaMismatchError: samples do not fit ``sample_type``.
 
     Example:
-        >>> atdata.manifest.build("data/shard-*.tar", ImageSample)   # doctest: +SKIP
+        >>> atdata.manifest.build("data/shard-00000[01].tar", ImageSample, overwrite=True)
+        ['data/shard-000000.tar', 'data/shard-000001.tar']
     """
     shards = expand_urls(urls)
     todo = []

@@ -134,6 +134,10 @@ def count_samples(shards: Sequence[str]) -> int:
 
     Raises:
         ManifestError: a shard has no manifest (the message says how to build one).
+
+    Example:
+        >>> atdata.manifest.count_samples(ds.shards)
+        40
     """
     return sum(m.num_samples for m in _present(list(shards), "raise"))
 
@@ -147,6 +151,10 @@ def dataset_schema(shards: Sequence[str]) -> Schema:
 
     Raises:
         ManifestError: a shard has no manifest, or none of them records a schema.
+
+    Example:
+        >>> atdata.manifest.dataset_schema(ds.shards).field_names
+        ['image', 'label', 'confidence']
     """
     manifests = _present(list(shards), "raise")
     schemas = [m.schema for m in manifests if m.header.get("schema")]
