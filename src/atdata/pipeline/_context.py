@@ -27,6 +27,17 @@ class PipelineRun:
         output_prefix: where this run's output goes: ``<output>/<shard stem>/<etag>``,
             the same for every delivery of the same object version.
         event: the event, in the R2 notification format.
+
+    Example:
+        >>> runs = []
+        >>> reg = atdata.pipeline.PipelineRegistry()
+        >>> @reg.pipeline(trigger="s3://bucket/incoming", output="out/seen")
+        ... def remember(shard_url: str) -> None:
+        ...     runs.append(current_run())
+        >>> atdata.pipeline.Service(reg).ingest(event).status
+        'accepted'
+        >>> runs[0].pipeline, runs[0].shard_url
+        ('remember', 's3://bucket/incoming/a.tar')
     """
 
     pipeline: str

@@ -44,7 +44,7 @@ class ObjectEvent:
         account: the Cloudflare account id, when known.
 
     Example:
-        >>> ev = ObjectEvent.from_json({"bucket": "b", "action": "PutObject",
+        >>> ev = ObjectEvent.from_json({"bucket": "bucket", "action": "PutObject",
         ...     "object": {"key": "incoming/a.tar", "size": 10, "eTag": "abc"}})
         >>> ev.is_create, ev.is_shard, ev.etag
         (True, True, 'abc')

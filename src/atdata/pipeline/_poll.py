@@ -31,6 +31,13 @@ class PollReport:
         duplicate: runs skipped because the ledger had them already.
         failed: accepted runs whose pipeline raised.
         runs: one dict per (object, pipeline): key, pipeline, status, reason, state, error.
+
+    Example:
+        >>> report = poll("s3://bucket/incoming", registry)
+        >>> report.listed, report.accepted, report.failed
+        (1, 1, 0)
+        >>> report.runs[0]["state"]
+        'done'
     """
 
     url: str
@@ -41,6 +48,12 @@ class PollReport:
     runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """The report as a JSON-able dict.
+
+        Example:
+            >>> PollReport("s3://bucket/incoming", listed=1, duplicate=1).to_json()["duplicate"]
+            1
+        """
         return dataclasses.asdict(self)
 
 
@@ -50,6 +63,10 @@ def list_objects(url: str) -> list[ObjectEvent]:
     Raises:
         PipelineError: ``url`` is not an s3:// or r2:// URL.
         StorageError: the bucket cannot be listed.
+
+    Example:
+        >>> [(e.key, e.action) for e in list_objects("s3://bucket/incoming")]
+        [('incoming/a.tar', 'PutObject')]
     """
     from atdata.storage import _errors, store_for
 
@@ -105,9 +122,11 @@ def poll(
         PipelineError: no registered pipeline's trigger covers ``url``.
 
     Example:
-        >>> report = poll("r2://bucket/incoming")          # doctest: +SKIP
-        >>> report.accepted, report.duplicate              # doctest: +SKIP
-        (1, 41)
+        >>> report = poll("s3://bucket/incoming", registry)
+        >>> report.accepted, report.duplicate
+        (1, 0)
+        >>> poll("s3://bucket/incoming", registry).duplicate   # the next pass
+        1
     """
     where = Trigger.parse(url)
     owned = service is None

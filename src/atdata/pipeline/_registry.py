@@ -30,6 +30,13 @@ class Pipeline:
         trigger: which objects start it.
         output: the URL its outputs (and its event ledger) go under.
         version: recorded with each run.
+
+    Example:
+        >>> process = registry.get("process")
+        >>> process
+        Pipeline('process', trigger='s3://bucket/incoming/', output='out/processed')
+        >>> process.matches(event), process.trigger.relative(event.key)
+        (True, 'a.tar')
     """
 
     def __init__(
@@ -89,8 +96,9 @@ class Pipeline:
         resumes in place), and a re-upload (new ETag) gets a new one.
 
         Example:
-            >>> p.output_prefix_for(event)   # doctest: +SKIP
-            's3://bucket/processed/train-000001/c846ff7a18f28c2e'
+            >>> p = registry.get("process")
+            >>> p.output_prefix_for(ObjectEvent("bucket", "incoming/a.tar", "etag1"))
+            'out/processed/a/c156e15ea68fd899'
         """
         stem = self.trigger.relative(event.key)
         stem = stem[: -len(".tar")] if stem.endswith(".tar") else stem

@@ -22,7 +22,12 @@ Execute = Callable[[Task], Any]
 
 
 class Runner(Protocol):
-    """Runs tasks the dispatcher has claimed."""
+    """Runs tasks the dispatcher has claimed.
+
+    Example:
+        >>> service = atdata.pipeline.Service(registry, runner=ThreadRunner(max_workers=2))
+        >>> service.close()
+    """
 
     def submit(self, task: Task, execute: Execute) -> None:
         """Start ``task``; return without waiting unless the runner is inline."""
@@ -32,12 +37,19 @@ class Runner(Protocol):
 
 
 class InlineRunner:
-    """Runs each task in the caller's thread before ``submit`` returns (poller, tests)."""
+    """Runs each task in the caller's thread before ``submit`` returns (poller, tests).
+
+    Example:
+        >>> InlineRunner().submit({"kind": "noop"}, print)
+        {'kind': 'noop'}
+    """
 
     def submit(self, task: Task, execute: Execute) -> None:
+        """Run ``task`` now: ``execute(task)``."""
         execute(task)
 
     def close(self, wait: bool = True) -> None:
+        """Nothing to stop."""
         return None
 
 
@@ -49,7 +61,10 @@ class ThreadRunner:
 
     Example:
         >>> runner = ThreadRunner(max_workers=4)
-        >>> runner.submit({"kind": "noop"}, print)      # doctest: +SKIP
+        >>> done = []
+        >>> runner.submit({"kind": "noop"}, done.append)
+        >>> runner.wait_idle(timeout=5), done
+        (True, [{'kind': 'noop'}])
         >>> runner.close()
     """
 

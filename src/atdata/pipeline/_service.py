@@ -48,13 +48,25 @@ class RunInfo:
 
 @dataclasses.dataclass
 class IngestResult:
-    """The answer to one event: accepted (something will run), duplicate, or ignored."""
+    """The answer to one event: accepted (something will run), duplicate, or ignored.
+
+    Example:
+        >>> result = Service(registry).ingest(ObjectEvent("bucket", "notes.txt", "e1"))
+        >>> result.status, result.reason
+        ('ignored', 'notes.txt is not a .tar shard')
+    """
 
     status: str
     reason: str = ""
     runs: list[RunInfo] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        """The answer as a JSON-able dict (``reason`` and ``runs`` only when set).
+
+        Example:
+            >>> IngestResult("ignored", "notes.txt is not a .tar shard").to_json()
+            {'status': 'ignored', 'reason': 'notes.txt is not a .tar shard'}
+        """
         out: dict[str, Any] = {"status": self.status}
         if self.reason:
             out["reason"] = self.reason
@@ -76,8 +88,10 @@ class Service:
 
     Example:
         >>> service = Service(registry)
-        >>> service.ingest(ObjectEvent("bucket", "incoming/a.tar", "etag1")).status
+        >>> service.ingest(event).status          # ObjectEvent("bucket", "incoming/a.tar", etag)
         'accepted'
+        >>> service.ingest(event).status          # delivered again
+        'duplicate'
     """
 
     def __init__(
