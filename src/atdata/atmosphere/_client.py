@@ -13,6 +13,15 @@ Example:
     >>> pub = atmo.publish_dataset("data/shard-{000000..000009}.tar", name="mnist",
     ...                            sample_type=Digit, storage="blobs")  # doctest: +SKIP
     >>> ds = atmo.load_dataset("@alice.bsky.social/mnist")              # doctest: +SKIP
+
+    The same with the in-process network of ``atdata.testing``:
+
+    >>> with atdata.testing.mock_atmosphere() as net:
+    ...     alice = net.create_account("alice.test")
+    ...     pub = alice.publish_dataset("data/shard-000000.tar", name="mnist",
+    ...                                 sample_type=ImageSample)
+    ...     alice.load_dataset("@alice.test/mnist").head(1)[0].label
+    'cat'
 """
 
 from __future__ import annotations
@@ -178,8 +187,11 @@ class Atmosphere(RecordPublisher):
             split: keep only the shards of this split (``train``, ``test``...).
 
         Example:
-            >>> ds = atmo.load_dataset("@alice.bsky.social/mnist")   # doctest: +SKIP
-            >>> next(iter(ds))                                        # doctest: +SKIP
+            >>> pub = atmo.publish_dataset("data/shard-000000.tar", name="mnist",
+            ...                            sample_type=ImageSample)
+            >>> ds = atmo.load_dataset("@alice.test/mnist")
+            >>> next(iter(ds)).label
+            'cat'
         """
         from atdata.dataset import load_dataset
 
@@ -195,8 +207,12 @@ def use(client: Atmosphere) -> Iterator[Atmosphere]:
     """Make ``client`` the one that ``@handle/name`` and ``at://`` names resolve through.
 
     Example:
-        >>> with atdata.atmosphere.use(Atmosphere.login(handle, pw)):     # doctest: +SKIP
-        ...     ds = atdata.load_dataset("@alice.bsky.social/mnist")
+        >>> pub = atmo.publish_dataset("data/shard-000000.tar", name="mnist",
+        ...                            sample_type=ImageSample)
+        >>> with atdata.atmosphere.use(atmo):           # or Atmosphere.login(handle, pw)
+        ...     ds = atdata.load_dataset("@alice.test/mnist")
+        >>> len(ds.shards)
+        1
     """
     token = _CURRENT.set(client)
     try:
@@ -208,7 +224,13 @@ def use(client: Atmosphere) -> Iterator[Atmosphere]:
 def current() -> Atmosphere:
     """The client names resolve through: the one in :func:`use`, else from the
     environment (``ATDATA_SESSION`` or ``ATDATA_HANDLE``/``ATDATA_APP_PASSWORD``),
-    else an anonymous client on ``ATDATA_PDS`` (default ``https://bsky.social``)."""
+    else an anonymous client on ``ATDATA_PDS`` (default ``https://bsky.social``).
+
+    Example:
+        >>> with atdata.atmosphere.use(atmo):
+        ...     atdata.atmosphere.current().handle
+        'alice.test'
+    """
     client = _CURRENT.get()
     if client is not None:
         return client
@@ -225,8 +247,11 @@ def resolve(ref: str) -> ResolvedDataset:
     sample schema.
 
     Example:
-        >>> r = atdata.atmosphere.resolve("@alice.bsky.social/mnist")   # doctest: +SKIP
-        >>> Dataset[r.sample_type()](r.urls)                            # doctest: +SKIP
+        >>> pub = atmo.publish_dataset("data/shard-000000.tar", name="mnist",
+        ...                            sample_type=ImageSample)
+        >>> r = atdata.atmosphere.resolve("@alice.test/mnist")
+        >>> atdata.Dataset[r.sample_type()](r.urls).head(1)[0].label
+        'cat'
     """
     chosen = _CURRENT.get()
     if chosen is not None:
@@ -243,7 +268,10 @@ def resolve_shard_set(ref: str, handler: ErrorHandler = "raise") -> ShardSet:
     blob URLs carry a query string that must not be taken for a glob.
 
     Example:
-        >>> resolve_shard_set("@alice.bsky.social/mnist").shards   # doctest: +SKIP
+        >>> pub = atmo.publish_dataset("data/shard-{000000..000001}.tar", name="mnist",
+        ...                            sample_type=ImageSample)
+        >>> len(resolve_shard_set("@alice.test/mnist").shards)
+        2
     """
     from atdata.shards import ShardSet
 

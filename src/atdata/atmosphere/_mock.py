@@ -10,8 +10,11 @@ Example:
     >>> from atdata.atmosphere import mock_atmosphere
     >>> with mock_atmosphere() as net:
     ...     alice = net.create_account("alice.test")
-    ...     alice.publish_schema(MySample)                     # doctest: +SKIP
-    ...     ds = atdata.load_dataset("@alice.test/my-data")    # doctest: +SKIP
+    ...     _ = alice.publish_dataset("data/shard-000000.tar", name="my-data",
+    ...                               sample_type=ImageSample)
+    ...     ds = atdata.load_dataset("@alice.test/my-data")
+    >>> len(ds.shards)
+    1
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ class MockNetwork:
 
     Args:
         blob_limit: the largest blob accepted, in bytes (5 MiB, as on most PDSes).
+
+    Example:
+        >>> with MockNetwork() as net:
+        ...     alice = net.create_account("alice.test", password="secret")
+        ...     net.login("alice.test", "secret").did == alice.did
+        True
     """
 
     def __init__(self, *, blob_limit: int = DEFAULT_BLOB_LIMIT) -> None:

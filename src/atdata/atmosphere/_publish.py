@@ -44,6 +44,16 @@ class PublishedDataset:
         label: the label record, when a label was asked for.
         created: the records this call created (empty when all existed: idempotent).
         blobs_uploaded: shards uploaded as blobs by this call.
+
+    Example:
+        >>> pub = atmo.publish_dataset("data/shard-000000.tar", name="mnist",
+        ...                            sample_type=ImageSample)
+        >>> pub.blobs_uploaded, len(pub.created)
+        (1, 3)
+        >>> again = atmo.publish_dataset("data/shard-000000.tar", name="mnist",
+        ...                              sample_type=ImageSample)
+        >>> again.created, again.uri == pub.uri                 # idempotent
+        ((), True)
     """
 
     entry: Record
@@ -54,7 +64,14 @@ class PublishedDataset:
 
     @property
     def uri(self) -> str:
-        """The entry's ``at://`` URI."""
+        """The entry's ``at://`` URI.
+
+        Example:
+            >>> pub = atmo.publish_dataset("data/shard-000000.tar", name="mnist",
+            ...                            sample_type=ImageSample)
+            >>> pub.uri.startswith("at://did:plc:"), pub.uri.split("/")[3]
+            (True, 'science.alt.dataset.entry')
+        """
         return self.entry.uri
 
 
@@ -204,7 +221,9 @@ class RecordPublisher(RecordReader):
         """Publish a dataset of the local index (``@local/name``) under the same name.
 
         Example:
-            >>> atmo.publish_local("@local/mnist", storage="blobs")   # doctest: +SKIP
+            >>> pub = atmo.publish_local("@local/my-dataset", storage="blobs")
+            >>> pub.entry.value["name"], pub.blobs_uploaded
+            ('my-dataset', 10)
         """
         from atdata.index import resolve_local
 
@@ -299,10 +318,14 @@ class RecordPublisher(RecordReader):
         """Publish a lens as references to its code (never the code); idempotent.
 
         Example:
+            >>> rgb_uri = atmo.publish_schema(ImageSample).uri
+            >>> gray_uri = atmo.publish_schema(LabelSample).uri
+            >>> repo_url, commit = "https://github.com/alice/vision", "0123abc"
             >>> atmo.publish_lens("to-gray", source_schema=rgb_uri, target_schema=gray_uri,
             ...     getter=CodeRef(repo_url, commit, "vision.py:to_gray"),
             ...     putter=CodeRef(repo_url, commit, "vision.py:from_gray"),
-            ... )                                                             # doctest: +SKIP
+            ... ).value["name"]
+            'to-gray'
         """
         me = self._me("publish a lens")
         record = rec.lens_record(

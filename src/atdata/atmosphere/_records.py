@@ -116,7 +116,13 @@ class AtUri:
 
 @dataclasses.dataclass(frozen=True)
 class DatasetRef:
-    """A parsed ``@handle/name`` or ``@handle/name@version`` reference."""
+    """A parsed ``@handle/name`` or ``@handle/name@version`` reference.
+
+    Example:
+        >>> ref = parse_dataset_ref("@alice.test/mnist@1.0.0")
+        >>> ref.authority, ref.name, ref.version, str(ref)
+        ('alice.test', 'mnist', '1.0.0', '@alice.test/mnist@1.0.0')
+    """
 
     authority: str
     name: str
@@ -296,6 +302,13 @@ def schema_record(
     ``ndarrayBytes`` shim. ``x-atdata-type`` and ``x-atdata-manifest`` keep
     atdata's exact field type and manifest kind; ``propertyOrder`` keeps the
     field order (records are stored as DAG-CBOR, whose maps are sorted).
+
+    Example:
+        >>> record = schema_record(ImageSample.__schema__)
+        >>> record["$type"], record["name"], record["version"]
+        ('science.alt.dataset.schema', 'ImageSample', '1.0.0')
+        >>> record["schema"]["propertyOrder"]
+        ['image', 'label', 'confidence']
     """
     properties: dict[str, Any] = {}
     required: list[str] = []
@@ -397,6 +410,11 @@ def schema_from_record(record: Mapping[str, Any], uri: str = "") -> Schema:
 
     Raises:
         InvalidRecordError: the record is of a newer layout or an unknown schema type.
+
+    Example:
+        >>> schema = schema_from_record(schema_record(ImageSample.__schema__))
+        >>> schema.name, schema.field_names
+        ('ImageSample', ['image', 'label', 'confidence'])
     """
     where = uri or "schema record"
     layout = record.get("atdataSchemaVersion", 1)
@@ -589,6 +607,11 @@ class CodeRef:
 
     ``path`` is ``file.py:function`` inside the repository. atdata never
     downloads or runs it: import the code yourself to use the lens.
+
+    Example:
+        >>> ref = CodeRef("https://github.com/alice/vision", "0123abc", "vision.py:to_gray")
+        >>> ref.to_record()["path"], CodeRef.from_record(ref.to_record()) == ref
+        ('vision.py:to_gray', True)
     """
 
     repository: str

@@ -30,7 +30,13 @@ DEFAULT_BLOB_LIMIT = 5 * 1024 * 1024  # what PDSes allow when they do not say
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-    """One record of a repository: its ``at://`` URI, CID and value (a plain dict)."""
+    """One record of a repository: its ``at://`` URI, CID and value (a plain dict).
+
+    Example:
+        >>> record = atmo.publish_schema(ImageSample)
+        >>> record.did == atmo.did, record.rkey, record.value["name"]
+        (True, 'test.alice.ImageSample:1.0.0', 'ImageSample')
+    """
 
     uri: str
     cid: str
@@ -48,7 +54,14 @@ class Record:
 
 
 class Transport(Protocol):
-    """The verbs every transport has (real PDS or in-process fake)."""
+    """The verbs every transport has (real PDS or in-process fake).
+
+    Example:
+        >>> transport = atmo.transport           # here the fake's; a PDS's after login
+        >>> rkey = atmo.publish_schema(ImageSample).rkey
+        >>> transport.get_record(atmo.did, "science.alt.dataset.schema", rkey).value["version"]
+        '1.0.0'
+    """
 
     service: str
 
