@@ -60,6 +60,16 @@ def halve(r: Reading) -> Summary:
     return Summary(site=r.site, mean=float(r.samples.mean()) / 2, scaled=r.value / 2)
 
 
+@processor(batch_size=5)
+def summarise_batch(batch: atdata.SampleBatch[Reading]) -> list[Summary]:
+    """``summarise`` on a batch; also records the batch's size (in ``mean``'s place)."""
+    assert batch.column("samples").shape == (len(batch), 8)  # stacked ('samples' is a field)
+    return [
+        Summary(site=site, mean=float(len(batch)), scaled=float(value) * 10)
+        for site, value in zip(batch.site, batch.value, strict=True)
+    ]
+
+
 def write_readings(folder: Path, shards: int = 4, per_shard: int = 12) -> atdata.Dataset[Reading]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(7)  # seed 7
@@ -115,7 +125,10 @@ class ModalLocal:
 
         raw = fn.fn if isinstance(fn, Processor) else fn
         retries = fn.retries if isinstance(fn, Processor) else 0
-        proc = processor(self.app, cpu=1, retries=retries, name=f"p{uuid.uuid4().hex[:8]}")(raw)
+        batch_size = fn.batch_size if isinstance(fn, Processor) else None
+        proc = processor(
+            self.app, cpu=1, retries=retries, name=f"p{uuid.uuid4().hex[:8]}", batch_size=batch_size
+        )(raw)
         return proc, ModalExecutor(LocalModalCalls(proc.modal_function))
 
 
@@ -198,6 +211,26 @@ def test_workers_per_shard_gives_the_same_samples(
     out = run_map(readings, summarise, output_prefix=str(tmp_path / "out"), workers_per_shard=2)
     assert len(out.shards) == 8
     assert as_dict(out) == expected(readings, summarise)
+
+
+@pytest.mark.parametrize("workers_per_shard", [1, 2])
+def test_batched_processor_on_every_executor(
+    run_map: Callable[..., Any],
+    readings: atdata.Dataset[Reading],
+    tmp_path: Path,
+    workers_per_shard: int,
+) -> None:
+    prefix = str(tmp_path / "out")
+    out = run_map(
+        readings, summarise_batch, output_prefix=prefix, workers_per_shard=workers_per_shard
+    )
+    got = list(out)
+    # in order, keyed by input: 12 samples per shard (6 per part) in batches of 5
+    assert [s.__key__ for s in got] == [s.__key__ for s in readings]
+    assert [(s.site, s.scaled) for s in got] == [(r.site, r.value * 10) for r in readings]
+    sizes = [5.0] * 10 + [2.0] * 2 if workers_per_shard == 1 else [5.0] * 5 + [1.0]
+    assert [s.mean for s in got] == sizes * (4 * workers_per_shard)  # per shard, or per part
+    assert job_status(prefix).complete
 
 
 def test_partial_failure_then_retry_on_every_executor(
@@ -357,7 +390,7 @@ def test_map_from_and_to_s3(s3_bucket: str, tmp_path: Path) -> None:
             store, key = atdata.storage.store_for(url[: -len(".tar")] + suffix)
             store.write(key, Path(src).read_bytes())
     prefix = f"{s3_bucket}/out/v1"
-    # a fresh pool: spawned workers take the environment (the S3 endpoint) at start
+    # the warm pool's workers adopt the environment (the S3 endpoint) with each task
     out = remote.map(summarise, output_prefix=prefix, executor="local", workers_per_shard=2)
     assert out.shards[0] == f"{prefix}/r-0000-part-00.tar"
     assert as_dict(out) == expected(local, summarise)

@@ -80,9 +80,12 @@ def serve(
 
     Requests must carry `Authorization: Bearer $ATDATA_TOKEN`. Events are claimed
     in each pipeline's ledger before the answer, then processed in the background.
+    The local executor's worker processes start with the server and stay warm
+    across events and jobs.
     """
     from atdata.errors import MissingDependencyError
     from atdata.pipeline import create_app
+    from atdata.processing import LocalExecutor
 
     _load(pipelines)
     app = create_app(
@@ -96,6 +99,7 @@ def serve(
         import uvicorn
     except ImportError:
         raise MissingDependencyError("uvicorn", "serve", "atdata serve") from None
+    LocalExecutor.shared().start()  # the pipelines' maps run there unless they say otherwise
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
 
 

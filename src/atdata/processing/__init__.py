@@ -1,13 +1,16 @@
 """Processing: per-sample functions run over whole datasets, shard by shard.
 
 - :func:`processor` turns ``fn(sample: In) -> Out`` into a processor (and,
-  given a ``modal.App``, registers it on Modal);
+  given a ``modal.App``, registers it on Modal); ``@processor(batch_size=64)``
+  on ``fn(batch: SampleBatch[In]) -> list[Out]`` makes a batched one;
 - ``Dataset.map(fn, output_prefix=...)`` (:func:`map_dataset`) runs it on an
   executor, writes output shards with manifests, and returns ``Dataset[Out]``;
 - :func:`job_status` reads a job's ledger: per-shard state, attempts, errors,
   and the dead-letter records;
 - executors (``"inline"``, ``"local"``, ``"dask"``, ``"modal"``) share one small
-  interface, :class:`Executor`; :func:`register_executor` adds others.
+  interface, :class:`Executor`; :func:`register_executor` adds others;
+- ``"local"`` keeps its worker processes warm between jobs;
+  :func:`shutdown_workers` stops them (done at exit anyway).
 
 Example:
     >>> @atdata.processor
@@ -29,7 +32,7 @@ from atdata.processing._processor import Processor, processor
 from atdata.processing._task import OnError, ShardResult, ShardTask, process_shard
 from atdata.processing.executors import Executor, TaskHandle, get_executor, register_executor
 from atdata.processing.executors.inline import InlineExecutor
-from atdata.processing.executors.local import LocalExecutor
+from atdata.processing.executors.local import LocalExecutor, shutdown_workers
 
 __all__ = [
     "DeadLetter",
@@ -50,6 +53,7 @@ __all__ = [
     "process_shard",
     "processor",
     "register_executor",
+    "shutdown_workers",
 ]
 
 

@@ -154,6 +154,7 @@ def _serialize(proc: Processor[Any, Any], view: Dataset[Any], on_error: OnError)
         output_type=proc.output_type,
         name=proc.name,
         on_error=on_error,
+        batch_size=proc.batch_size,
     )
     try:
         return dumps(payload)

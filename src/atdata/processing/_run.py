@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from atdata import observability as obs
@@ -89,10 +90,11 @@ def run_job(
         tasks = plan.shard_tasks(proc, payload, obs.inject_trace_context())
         while tasks:
             retry_next: list[ShardTask] = []
-            for task, outcome in runner.map(tasks):
-                again = tally.record(task, outcome)
-                if again is not None:
-                    retry_next.append(again)
+            with contextlib.closing(_map(runner, tasks, bar)) as outcomes:
+                for task, outcome in outcomes:
+                    again = tally.record(task, outcome)
+                    if again is not None:
+                        retry_next.append(again)
             run.tasks_run += len(tasks)
             tasks = retry_next
         run.wall_s = time.perf_counter() - clock
@@ -268,6 +270,19 @@ def _earlier_error(record: ShardStatus, letters: dict[str, DeadLetter]) -> str:
 # -- the executor and the progress bar ----------------------------------------------------------
 
 
+def _map(
+    runner: Executor, tasks: list[ShardTask], bar: _Progress
+) -> Generator[tuple[ShardTask, ShardResult | BaseException], None, None]:
+    """``runner.map(tasks)``, reporting running tasks' samples to a shown progress bar.
+
+    A generator, so that closing it closes the executor's iterator too.
+    """
+    if bar.enabled and getattr(runner, "reports_progress", False):
+        yield from runner.map(tasks, progress=bar.running)  # type: ignore[call-arg]
+    else:
+        yield from runner.map(tasks)
+
+
 @contextlib.contextmanager
 def _closing(executor: Executor) -> Iterator[Executor]:
     enter = getattr(executor, "__enter__", None)
@@ -289,12 +304,18 @@ def _closing(executor: Executor) -> Iterator[Executor]:
 
 
 class _Progress:
-    """A progress bar over shards and samples, shown only on a terminal by default."""
+    """A progress bar over shards and samples, shown only on a terminal by default.
+
+    Samples count those of finished tasks plus, from executors that report
+    them (``reports_progress``), those running tasks have read so far.
+    """
 
     def __init__(self, enabled: bool | None, total: int, name: str) -> None:
         self.total = total
         self.name = name
-        self.samples = 0
+        self.samples = 0  # in finished tasks
+        self._running: dict[str, int] = {}  # task id -> samples read so far
+        self._lock = threading.Lock()  # running() is called from executors' threads
         self._progress: Any = None
         self._task: Any = None
         if enabled is None:
@@ -326,10 +347,22 @@ class _Progress:
             self._task = self._progress.add_task(self.name, total=self.total, samples=0)
         return self
 
-    def advance(self, result: ShardResult) -> None:
-        self.samples += result.samples_in
+    def running(self, task: ShardTask, samples: int) -> None:
+        """A running task has read ``samples`` so far."""
+        with self._lock:
+            self._running[task.task_id] = samples
+            shown = self.samples + sum(self._running.values())
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, samples=self.samples)
+            self._progress.update(self._task, samples=shown)
+
+    def advance(self, result: ShardResult) -> None:
+        """A task finished (for good)."""
+        with self._lock:
+            self._running.pop(result.task_id, None)
+            self.samples += result.samples_in
+            shown = self.samples + sum(self._running.values())
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, samples=shown)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:

@@ -59,24 +59,35 @@ def loads(data: bytes) -> Any:
     return pickle.loads(data)
 
 
-_CACHE: OrderedDict[bytes, Any] = OrderedDict()
-_CACHE_SIZE = 8
+_CACHE: OrderedDict[tuple[str, bytes], Any] = OrderedDict()
+_CACHE_SIZE = 4
 
 
-def loads_cached(data: bytes) -> Any:
-    """Like :func:`loads`, but a worker unpickles each distinct payload once.
+def loads_cached(data: bytes, job_id: str) -> Any:
+    """Like :func:`loads`, but a worker unpickles each job's payload once.
 
     A worker runs many shards of one job; keeping the unpickled function lets
-    state it builds lazily (a model loaded on first call) survive across shards.
+    state it builds lazily (a model loaded on first call) survive across the
+    job's shards. The copy belongs to the job: a later job (a warm worker runs
+    many) gets its own, even for the same bytes, so no state a function left
+    behind in one job leaks into the next. Only the last few jobs' copies are
+    kept.
+
+    Example:
+        >>> payload = loads_cached(task.payload, task.job_id)
+        >>> loads_cached(task.payload, task.job_id) is payload
+        True
+        >>> loads_cached(task.payload, "another-job") is payload
+        False
     """
-    digest = hashlib.sha256(data).digest()
+    key = (job_id, hashlib.sha256(data).digest())
     try:
-        _CACHE.move_to_end(digest)
-        return _CACHE[digest]
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
     except KeyError:
         pass
     value = loads(data)
-    _CACHE[digest] = value
+    _CACHE[key] = value
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     return value

@@ -26,6 +26,7 @@ from atdata.errors import (
     ShardCorruptError,
     ShardError,
 )
+from atdata.loader._batch import SampleBatch
 from atdata.processing._serialize import loads_cached
 from atdata.sample import DictSample, PackableSample, Schema
 from atdata.shards import ShardWriter
@@ -33,13 +34,18 @@ from atdata.shards._tar import end_of_archive
 from atdata.shards.reader import ErrorPolicy, RawSample, decode_raw, iter_raw
 from atdata.storage import LiteralURL, store_for
 
-__all__ = ["OnError", "ShardResult", "ShardTask", "process_shard"]
+__all__ = ["OnError", "ProgressCallback", "ShardResult", "ShardTask", "process_shard"]
 
 OnError = ErrorPolicy[Exception]
 """The error policy of ``Dataset.map`` (``on_error=``): :data:`~atdata.shards.reader.ErrorPolicy`,
-whose callable is given whatever a bad sample raised."""
+whose callable is given whatever a bad sample (or a batched function's failing batch) raised."""
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of input samples a task has read so far (see :func:`process_shard`)."""
 
 _MAX_RECORDED_KEYS = 10_000
+PROGRESS_INTERVAL_S = 0.2
+"""At most one progress report per this many seconds from a running task."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +148,7 @@ class Payload:
     output_type: type
     name: str
     on_error: OnError = "raise"
+    batch_size: int | None = None  # None: the function takes one sample per call
 
 
 class _Counts:
@@ -153,7 +160,7 @@ class _Counts:
         self.skipped: list[str] = []
 
 
-def process_shard(task: ShardTask) -> ShardResult:
+def process_shard(task: ShardTask, progress: ProgressCallback | None = None) -> ShardResult:
     """Run a task: read its samples, apply the function, commit the output shard.
 
     Never raises for a failure of the user's function or of storage: the error
@@ -162,6 +169,8 @@ def process_shard(task: ShardTask) -> ShardResult:
 
     Args:
         task: the shard task.
+        progress: called with the samples read so far, at most every
+            :data:`PROGRESS_INTERVAL_S` seconds while the task runs.
 
     Returns:
         The result, with counts and the task's busy time.
@@ -187,7 +196,7 @@ def process_shard(task: ShardTask) -> ShardResult:
                 attempt=task.attempt,
             ) as span,
         ):
-            _run(task, counts)
+            _run(task, counts, _Throttled(progress) if progress is not None else None)
             span.set_attribute("samples_out", counts.samples_out)
     except Exception as exc:  # noqa: BLE001 - a failure is reported as data, with its traceback
         return ShardResult(
@@ -218,15 +227,12 @@ def process_shard(task: ShardTask) -> ShardResult:
     )
 
 
-def _run(task: ShardTask, counts: _Counts) -> None:
-    payload: Payload = loads_cached(task.payload)
+def _run(task: ShardTask, counts: _Counts, progress: ProgressCallback | None) -> None:
+    payload: Payload = loads_cached(task.payload, task.job_id)
     # Types that travelled by value get their codec on first touch; touch them
     # now so that ``isinstance(x, PackableSample)`` holds before the first write.
     for tp in (payload.stored_type, payload.output_type):
         getattr(tp, "__atdata_codec__", None)
-    fn, transform, out_type = payload.fn, payload.transform, payload.output_type
-    decode = typing.cast(Any, payload.stored_type).from_bytes
-    policy = payload.on_error
     writer = ShardWriter(
         LiteralURL(task.output_url),  # one output shard, named as planned ('%' included)
         maxcount=2**62,
@@ -235,53 +241,152 @@ def _run(task: ShardTask, counts: _Counts) -> None:
         provenance=task.provenance,
     )
     with writer:
-        for raw in _members(task):
-            key = raw.key if isinstance(raw, RawSample) else f"@{raw.offset}"
+        shard = _Shard(task, payload, counts, writer, progress)
+        if payload.batch_size is None:
+            shard.run_samples()
+        else:
+            shard.run_batches(payload.batch_size)
+    if writer.count == 0:
+        _commit_empty(task, payload.output_type)
+
+
+class _Shard:
+    """One task's loop: read and decode the inputs, call the function, write its outputs.
+
+    Input samples that cannot be read or decoded are judged one by one by the
+    error policy; a call of the function is judged as a whole (for a batched
+    function, all the samples of the batch).
+    """
+
+    def __init__(
+        self,
+        task: ShardTask,
+        payload: Payload,
+        counts: _Counts,
+        writer: ShardWriter,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.task = task
+        self.payload = payload
+        self.counts = counts
+        self.writer = writer
+        self.progress = progress
+
+    def inputs(self) -> Iterator[tuple[str, Any]]:
+        """``(key, sample)`` for each input the view keeps; bad ones go to the policy."""
+        decode = typing.cast(Any, self.payload.stored_type).from_bytes
+        transform, url, counts, progress = (
+            self.payload.transform,
+            self.task.input_url,
+            self.counts,
+            self.progress,
+        )
+        for raw in _members(self.task):
+            if not isinstance(raw, RawSample):
+                self.bad([f"@{raw.offset}"], raw)
+                continue
+            counts.samples_in += 1
+            if progress is not None:
+                progress(counts.samples_in)
             try:
-                if not isinstance(raw, RawSample):
-                    raise raw
-                counts.samples_in += 1
-                sample = transform(decode_raw(decode, raw, task.input_url))
-                if sample is None:
-                    continue
-                outputs = _outputs(fn(sample), key, out_type, payload.name)
+                sample = transform(decode_raw(decode, raw, url))
             except SchemaMismatchError:
                 raise  # every sample would fail alike: never skipped
             except Exception as exc:  # noqa: BLE001 - judged by the error policy
-                _bad_sample(task, key, exc, counts, policy)
+                self.bad([raw.key], exc)
                 continue
+            if sample is not None:
+                yield raw.key, sample
+
+    def run_samples(self) -> None:
+        """Call the function on each sample."""
+        fn, out_type, name = self.payload.fn, self.payload.output_type, self.payload.name
+        for key, sample in self.inputs():
             try:
-                for out in outputs:
-                    writer.write(out)
-            except (SchemaError, ShardError) as exc:  # a value its type refuses, a duplicate key
-                _bad_sample(task, key, exc, counts, policy)
+                outputs = _outputs(fn(sample), key, out_type, name)
+            except SchemaMismatchError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - judged by the error policy
+                self.bad([key], exc)
                 continue
-            counts.samples_out += len(outputs)
-    if writer.count == 0:
-        _commit_empty(task, out_type)
+            self.write(outputs, [key])
 
+    def run_batches(self, size: int) -> None:
+        """Call the function on batches of ``size`` samples (the last one may be short)."""
+        keys: list[str] = []
+        samples: list[Any] = []
+        for key, sample in self.inputs():
+            keys.append(key)
+            samples.append(sample)
+            if len(samples) == size:
+                self.call_batch(keys, samples)
+                keys, samples = [], []
+        if samples:
+            self.call_batch(keys, samples)
 
-def _bad_sample(
-    task: ShardTask, key: str, exc: Exception, counts: _Counts, policy: OnError
-) -> None:
-    """Apply the error policy to one bad sample: raise (fail the shard) or skip it."""
-    failure = exc if policy == "raise" else None
-    if callable(policy):
+    def call_batch(self, keys: list[str], samples: list[Any]) -> None:
+        """Call the function on one batch and write what it returns."""
+        payload = self.payload
         try:
-            policy(exc)
-        except Exception as raised:  # noqa: BLE001 - the policy fails the shard with it
-            failure = raised
-    if failure is not None:
-        raise ProcessingError(f"sample {key!r}: {type(failure).__name__}: {failure}") from failure
-    counts.skipped.append(key)
-    obs.log_event(
-        "sample skipped",
-        level="warning",
-        job_id=task.job_id,
-        shard=task.input_url,
-        key=key,
-        error=f"{type(exc).__name__}: {exc}",
-    )
+            result = payload.fn(SampleBatch(samples))
+            outputs = _batch_outputs(result, keys, payload.output_type, payload.name)
+        except SchemaMismatchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - judged by the error policy
+            self.bad(keys, exc)
+            return
+        self.write(outputs, keys)
+
+    def write(self, outputs: list[Any], keys: list[str]) -> None:
+        """Write one call's outputs; a value its type refuses or a duplicate key is bad input."""
+        try:
+            for out in outputs:
+                self.writer.write(out)
+                self.counts.samples_out += 1
+        except (SchemaError, ShardError) as exc:
+            self.bad(keys, exc)
+
+    def bad(self, keys: list[str], exc: Exception) -> None:
+        """Apply the error policy to bad input samples: raise (fail the shard) or skip them."""
+        policy = self.payload.on_error
+        failure = exc if policy == "raise" else None
+        if callable(policy):
+            try:
+                policy(exc)
+            except Exception as raised:  # noqa: BLE001 - the policy fails the shard with it
+                failure = raised
+        what = f"sample {keys[0]!r}" if len(keys) == 1 else _batch_name(keys)
+        if failure is not None:
+            raise ProcessingError(f"{what}: {type(failure).__name__}: {failure}") from failure
+        self.counts.skipped.extend(keys)
+        obs.log_event(
+            "sample skipped" if len(keys) == 1 else "batch skipped",
+            level="warning",
+            job_id=self.task.job_id,
+            shard=self.task.input_url,
+            key=keys[0] if len(keys) == 1 else what,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+
+
+class _Throttled:
+    """A progress callback called at most every :data:`PROGRESS_INTERVAL_S` seconds."""
+
+    __slots__ = ("due", "report")
+
+    def __init__(self, report: ProgressCallback) -> None:
+        self.report = report
+        self.due = time.monotonic() + PROGRESS_INTERVAL_S
+
+    def __call__(self, samples: int) -> None:
+        now = time.monotonic()
+        if now >= self.due:
+            self.due = now + PROGRESS_INTERVAL_S
+            self.report(samples)
+
+
+def _batch_name(keys: list[str]) -> str:
+    return f"batch of {len(keys)} samples {keys[0]!r}..{keys[-1]!r}"
 
 
 def _members(task: ShardTask) -> Iterator[RawSample | ShardCorruptError]:
@@ -312,9 +417,7 @@ def _outputs(result: Any, key: str, out_type: type, name: str) -> list[Any]:
         return [result]
     if result is None:
         return []
-    many = isinstance(result, (list, tuple)) or (
-        isinstance(result, Iterator) and not isinstance(result, Mapping)
-    )
+    many = _is_many(result)
     items = list(result) if many else [result]
     out = []
     for i, item in enumerate(items):
@@ -326,6 +429,38 @@ def _outputs(result: Any, key: str, out_type: type, name: str) -> list[Any]:
             new_key = own if own is not None else key
         out.append(_with_key(item, new_key))
     return out
+
+
+def _batch_outputs(result: Any, keys: list[str], out_type: type, name: str) -> list[Any]:
+    """The samples a call on a batch emitted, type-checked and keyed.
+
+    As many outputs as inputs: the i-th takes the i-th input's key; otherwise
+    each is named ``<first input key>_<i>``. An output's own key always wins.
+    """
+    if result is None:
+        return []
+    if not _is_many(result):
+        raise ProcessingError(
+            f"{name} returned a {type(result).__name__} for a batch; a batched processor "
+            f"returns a SampleBatch, a list or an iterator of {out_type.__name__} (or None)"
+        )
+    items = list(result)
+    aligned = len(items) == len(keys)
+    out = []
+    for i, item in enumerate(items):
+        _check_output(item, out_type, name)
+        own = _key_of(item)
+        if own is None:
+            own = keys[i] if aligned else f"{keys[0]}_{i}"
+        out.append(_with_key(item, own))
+    return out
+
+
+def _is_many(result: Any) -> bool:
+    """A function's result holds several samples (and is not itself one)."""
+    return isinstance(result, (list, tuple, SampleBatch)) or (
+        isinstance(result, Iterator) and not isinstance(result, Mapping)
+    )
 
 
 def _check_output(item: Any, out_type: type, name: str) -> None:

@@ -9,6 +9,10 @@ Every executor has the same verbs:
 - ``close()`` releases the workers (executors are context managers too);
 - ``workers`` is the number of tasks that can run at once (None if elastic).
 
+An executor whose class sets ``reports_progress = True`` also takes
+``map(tasks, progress=callback)`` and calls ``callback(task, samples_read)``
+while tasks run, for the progress bar.
+
 Built in, by name: ``"inline"`` (in the calling process, for debugging),
 ``"local"`` (a process pool, the default), ``"dask"`` (``dask.distributed``)
 and ``"modal"`` (Modal functions). Third parties add theirs with
@@ -133,7 +137,9 @@ def register_executor(
         target: a class or factory, or its dotted path ``"package.module:Name"``
             (imported only when first used). It is called with no arguments,
             or, when it has a ``from_processor`` classmethod, with the job's
-            processor.
+            processor; when it has a ``shared`` classmethod instead, that
+            gives a process-wide instance which stays open after the job
+            (how ``"local"`` keeps its workers warm).
         requires: ``(package, extra)`` to name in the install hint when the
             import fails, e.g. ``("ray", "ray")``.
         overwrite: replace an executor already registered under ``name``
@@ -188,7 +194,8 @@ def get_executor(
     """Resolve ``executor=`` to an instance; also say whether the caller owns (closes) it.
 
     ``None`` picks ``"modal"`` for a processor registered on a ``modal.App``,
-    else ``"local"``.
+    else ``"local"``, whose process-wide pool of warm workers the caller does
+    not own.
 
     A name that is not registered is looked up in the ``atdata.executors``
     entry points (see :func:`register_executor`).
@@ -233,6 +240,9 @@ def get_executor(
     from_processor = getattr(factory, "from_processor", None)
     if from_processor is not None and processor is not None:
         return from_processor(processor), True
+    shared = getattr(factory, "shared", None)
+    if shared is not None:
+        return shared(), False
     return factory(), True
 
 

@@ -10,7 +10,8 @@ users' own tests can run ``Dataset.map`` on.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 
 from atdata.processing._task import ShardResult, ShardTask, process_shard
 
@@ -28,6 +29,7 @@ class InlineExecutor:
     """
 
     workers: int | None = 1
+    reports_progress = True  # map(tasks, progress=...) reports samples as the task runs
 
     def submit(self, task: ShardTask) -> concurrent.futures.Future[ShardResult]:
         """Run ``task`` now; return a finished future.
@@ -41,16 +43,23 @@ class InlineExecutor:
         return future
 
     def map(
-        self, tasks: Iterable[ShardTask]
+        self,
+        tasks: Iterable[ShardTask],
+        progress: Callable[[ShardTask, int], None] | None = None,
     ) -> Iterator[tuple[ShardTask, ShardResult | BaseException]]:
         """Run the tasks in order, yielding each result as it is ready.
+
+        Args:
+            tasks: the shard tasks.
+            progress: called with the running task and the samples it has read so far.
 
         Example:
             >>> [(t.task_id, r.samples_in) for t, r in InlineExecutor().map([task])]
             [('shard-000000', 4)]
         """
         for task in tasks:
-            yield task, process_shard(task)
+            report = None if progress is None else functools.partial(progress, task)
+            yield task, process_shard(task, report)
 
     def close(self) -> None:
         """Nothing to release.

@@ -9,26 +9,41 @@ task it was running; the others carry on and the dead one is replaced.
 Workers are started with ``spawn`` (never ``fork``: forking a process that has
 threads can deadlock), so your script needs the usual
 ``if __name__ == "__main__":`` guard, as with ``multiprocessing``.
+
+Warm workers: ``executor="local"`` (the default) uses one pool per process,
+:meth:`LocalExecutor.shared`, whose workers stay up between ``map`` calls (and
+between the events of ``atdata serve``), so a small job does not pay for
+starting processes. They are stopped at exit, or by :func:`shutdown_workers`.
+A warm worker runs each task as a fresh one would: it adopts the driver's
+current working directory, ``sys.path`` and environment variables, and gets
+each job's function anew from the task (see ``loads_cached``); only modules it
+has imported stay imported.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
 
 from atdata.errors import ProcessingError, WorkerLostError
-from atdata.processing._task import ShardResult, ShardTask, process_shard
+from atdata.processing._task import ProgressCallback, ShardResult, ShardTask, process_shard
 
-__all__ = ["LocalExecutor"]
+__all__ = ["LocalExecutor", "shutdown_workers"]
+
+# What a worker adopts from the driver before each task: cwd, sys.path, environment.
+_Context = tuple[str, list[str], dict[str, str]]
 
 
 def _default_workers() -> int:
@@ -41,18 +56,46 @@ def _default_workers() -> int:
 def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     # Ctrl-C reaches the whole process group; the driver decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Every task commits a manifest: import its writer (pyarrow) before the first task.
+    import atdata.manifest.builder  # noqa: F401
+
     while True:
         try:
-            task = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             return
-        if task is None:
+        if message is None:
             return
-        result = process_shard(task)
+        task, context, wants_progress = message
+        _adopt(context)
+        # progress reports (ints) go up the same pipe as the result, before it
+        result = process_shard(task, conn.send if wants_progress else None)
         try:
             conn.send(result)
         except OSError:
             return
+
+
+def _driver_context() -> _Context:
+    return os.getcwd(), list(sys.path), dict(os.environ)
+
+
+def _adopt(context: _Context) -> None:
+    """Make this worker's cwd, ``sys.path`` and environment the driver's."""
+    cwd, path, env = context
+    if os.getcwd() != cwd:
+        os.chdir(cwd)
+    if sys.path != path:
+        sys.path[:] = path
+    if os.environ != env:
+        os.environ.clear()
+        os.environ.update(env)
+
+
+class _Job(NamedTuple):
+    task: ShardTask
+    future: concurrent.futures.Future[ShardResult]
+    progress: ProgressCallback | None
 
 
 class _Worker:
@@ -64,7 +107,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.conn: multiprocessing.connection.Connection = parent
-        self.job: tuple[ShardTask, concurrent.futures.Future[ShardResult]] | None = None
+        self.job: _Job | None = None
         self.deadline: float | None = None
         self.completed = 0
 
@@ -83,16 +126,26 @@ def _describe_exit(code: int | None) -> str:
 class LocalExecutor:
     """Run shard tasks in a pool of worker processes on this machine.
 
+    Workers start when the first task needs them and stay up until
+    :meth:`close`, across as many ``map`` calls as use the executor; a worker
+    that dies is replaced. ``executor="local"`` uses the process-wide pool,
+    :meth:`shared`.
+
     Args:
         workers: processes to run at once; the number of usable CPUs by default.
         max_tasks_per_child: replace a worker after this many tasks (to cap
-            memory growth in leaky functions); None keeps workers for the job.
+            memory growth in leaky functions); None keeps workers until closed.
         start_method: ``"spawn"`` (default) or ``"forkserver"``.
 
     Example:
-        >>> with LocalExecutor(workers=4) as pool:
+        >>> with LocalExecutor(workers=2) as pool:
         ...     out = ds.map(fn, output_prefix="out/", executor=pool)
+        ...     again = ds.map(fn, output_prefix="out2/", executor=pool)  # same workers
+        >>> len(again.shards)
+        10
     """
+
+    reports_progress = True  # map(tasks, progress=...) reports samples from running tasks
 
     def __init__(
         self,
@@ -107,9 +160,7 @@ class LocalExecutor:
         self.max_tasks_per_child = max_tasks_per_child
         self._context = multiprocessing.get_context(start_method)
         self._lock = threading.Lock()
-        self._queue: collections.deque[tuple[ShardTask, concurrent.futures.Future[ShardResult]]] = (
-            collections.deque()
-        )
+        self._queue: collections.deque[_Job] = collections.deque()
         self._slots: list[_Worker] = []
         self._retired: list[_Worker] = []
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
@@ -117,10 +168,63 @@ class LocalExecutor:
         self._closing = False
         self._cancel = False
 
+    @classmethod
+    def shared(cls) -> LocalExecutor:
+        """This process's pool of warm workers, the one ``executor="local"`` uses.
+
+        Created on first use (with the default number of workers) and kept
+        across ``map`` calls; closed at exit or by :func:`shutdown_workers`,
+        after which the next call creates a new one.
+
+        Example:
+            >>> LocalExecutor.shared() is LocalExecutor.shared()
+            True
+        """
+        global _shared
+        with _shared_lock:
+            if _shared is None or _shared[1] != os.getpid() or _shared[0]._closing:
+                _shared = (cls(), os.getpid())  # a forked child gets its own
+            return _shared[0]
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the workers now in the pool (started, not yet lost or stopped).
+
+        Example:
+            >>> with LocalExecutor(workers=1) as pool:
+            ...     pool.start()
+            ...     len(pool.worker_pids)
+            1
+        """
+        with self._lock:
+            return [w.process.pid for w in self._slots if w.process.pid is not None]
+
     # -- the verbs -------------------------------------------------------------------
 
-    def submit(self, task: ShardTask) -> concurrent.futures.Future[ShardResult]:
+    def start(self) -> None:
+        """Start every worker now, rather than when the first tasks need them.
+
+        Example:
+            >>> pool = LocalExecutor(workers=1)
+            >>> pool.start()                     # e.g. while a service starts up
+            >>> pool.close()
+        """
+        with self._lock:
+            self._check_open()
+            while len(self._slots) < (self.workers or 1):
+                self._slots.append(_Worker(self._context))
+            self._ensure_thread()
+        self._wake()
+
+    def submit(
+        self, task: ShardTask, progress: ProgressCallback | None = None
+    ) -> concurrent.futures.Future[ShardResult]:
         """Queue ``task``; the future fails with :class:`WorkerLostError` if its worker dies.
+
+        Args:
+            task: the shard task.
+            progress: called (in the executor's thread) with the samples the task
+                has read so far, a few times a second while it runs.
 
         Example:
             >>> with LocalExecutor(workers=1) as pool:
@@ -129,34 +233,45 @@ class LocalExecutor:
         """
         future: concurrent.futures.Future[ShardResult] = concurrent.futures.Future()
         with self._lock:
-            if self._closing:
-                raise ProcessingError("this LocalExecutor is closed; create a new one")
-            self._queue.append((task, future))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="atdata-local-executor", daemon=True
-                )
-                self._thread.start()
+            self._check_open()
+            self._queue.append(_Job(task, future, progress))
+            self._ensure_thread()
         self._wake()
         return future
 
     def map(
-        self, tasks: Iterable[ShardTask]
+        self,
+        tasks: Iterable[ShardTask],
+        progress: Callable[[ShardTask, int], None] | None = None,
     ) -> Iterator[tuple[ShardTask, ShardResult | BaseException]]:
         """Run the tasks on the pool; yield ``(task, result or exception)`` as each ends.
+
+        Closing the iterator early (or an exception in the loop over it) stops
+        the tasks not yet done: queued ones are dropped, running ones' workers
+        are stopped (and replaced), so the pool is free for the next ``map``.
+
+        Args:
+            tasks: the shard tasks.
+            progress: called with a running task and the samples it has read so far.
 
         Example:
             >>> with LocalExecutor(workers=1) as pool:
             ...     [(t.task_id, r.ok) for t, r in pool.map([task])]
             [('shard-000000', True)]
         """
-        futures = {self.submit(task): task for task in tasks}
-        for future in concurrent.futures.as_completed(futures):
-            task = futures[future]
-            try:
-                yield task, future.result()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller as data
-                yield task, exc
+        futures = {
+            self.submit(task, None if progress is None else functools.partial(progress, task)): task
+            for task in tasks
+        }
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    outcome: ShardResult | BaseException = future.result()
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller as data
+                    outcome = exc
+                yield futures[future], outcome
+        finally:
+            self._abandon([f for f in futures if not f.done()])
 
     def close(self, cancel: bool = False) -> None:
         """Stop the workers once queued tasks are done (``cancel=True``: at once).
@@ -183,6 +298,31 @@ class LocalExecutor:
 
     def __enter__(self) -> LocalExecutor:
         return self
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise ProcessingError("this LocalExecutor is closed; create a new one")
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="atdata-local-executor", daemon=True
+            )
+            self._thread.start()
+
+    def _abandon(self, futures: list[concurrent.futures.Future[ShardResult]]) -> None:
+        """Stop the given tasks: drop the queued ones, stop the workers running the others."""
+        if not futures:
+            return
+        doomed = set(futures)
+        with self._lock:
+            for future in futures:
+                future.cancel()  # a queued one; the dispatcher skips it
+            for worker in list(self._slots):
+                if worker.job is not None and worker.job.future in doomed:
+                    worker.process.kill()
+                    self._lost(worker, "was stopped because its map was abandoned")
+        self._wake()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.close(cancel=exc_type is not None)
@@ -213,10 +353,12 @@ class LocalExecutor:
             with self._lock:
                 for worker in self._slots:
                     if worker.job is not None:
-                        worker.job[1].set_exception(exc)
+                        worker.job.future.set_exception(exc)
                         worker.job = None
                 while self._queue:
-                    self._queue.popleft()[1].set_exception(exc)
+                    future = self._queue.popleft().future
+                    if future.set_running_or_notify_cancel():
+                        future.set_exception(exc)
             raise
 
     def _dispatch(self) -> None:
@@ -228,15 +370,19 @@ class LocalExecutor:
                         return
                     worker = _Worker(self._context)
                     self._slots.append(worker)
-                task, future = self._queue.popleft()
-                if not future.set_running_or_notify_cancel():
+                elif not worker.process.is_alive():  # died idle, not yet noticed: replace it
+                    self._lost(worker)
                     continue
-                worker.job = (task, future)
+                job = self._queue.popleft()
+                if not job.future.set_running_or_notify_cancel():
+                    continue
+                task = job.task
+                worker.job = job
                 worker.deadline = (
                     time.monotonic() + task.timeout_s if task.timeout_s is not None else None
                 )
                 try:
-                    worker.conn.send(task)
+                    worker.conn.send((task, _driver_context(), job.progress is not None))
                 except OSError:
                     self._lost(worker, "could not be sent its task")
 
@@ -256,25 +402,36 @@ class LocalExecutor:
         with self._lock:
             for worker in list(self._slots):
                 if worker.job is not None and worker.conn in ready:
-                    try:
-                        result = worker.conn.recv()
-                    except (EOFError, OSError):
-                        self._lost(worker)
-                        continue
-                    future = worker.job[1]
-                    worker.job = None
-                    worker.completed += 1
-                    future.set_result(result)
-                    if self.max_tasks_per_child and worker.completed >= self.max_tasks_per_child:
-                        self._slots.remove(worker)
-                        self._retired.append(worker)
-                        self._send_stop(worker)
+                    self._receive(worker)
                 elif worker.process.sentinel in ready:
                     self._lost(worker)
                 elif worker.job is not None and worker.deadline and now >= worker.deadline:
                     worker.process.kill()
-                    timeout_s = worker.job[0].timeout_s
+                    timeout_s = worker.job.task.timeout_s
                     self._lost(worker, f"was stopped after the task's timeout of {timeout_s} s")
+
+    def _receive(self, worker: _Worker) -> None:
+        """Read what a busy worker sent: progress reports (ints), then its result."""
+        job = worker.job
+        assert job is not None
+        try:
+            message = worker.conn.recv()
+            while isinstance(message, int):
+                if job.progress is not None:
+                    job.progress(message)
+                if not worker.conn.poll():
+                    return
+                message = worker.conn.recv()
+        except (EOFError, OSError):
+            self._lost(worker)
+            return
+        worker.job = None
+        worker.completed += 1
+        job.future.set_result(message)
+        if self.max_tasks_per_child and worker.completed >= self.max_tasks_per_child:
+            self._slots.remove(worker)
+            self._retired.append(worker)
+            self._send_stop(worker)
 
     def _lost(self, worker: _Worker, why: str | None = None) -> None:
         """Forget a dead worker; fail the task it was running (only that one)."""
@@ -285,7 +442,7 @@ class LocalExecutor:
             self._slots.remove(worker)
         if worker.job is None:
             return
-        task, future = worker.job
+        task, future, _ = worker.job
         worker.job = None
         if why is not None:
             reason = why
@@ -309,7 +466,7 @@ class LocalExecutor:
 
     def _cancel_all(self) -> None:
         while self._queue:
-            self._queue.popleft()[1].cancel()
+            self._queue.popleft().future.cancel()
         for worker in list(self._slots):
             if worker.job is not None:
                 worker.process.kill()
@@ -328,3 +485,30 @@ class LocalExecutor:
                 worker.process.kill()
                 worker.process.join()
         worker.conn.close()
+
+
+_shared: tuple[LocalExecutor, int] | None = None  # the pool and the process it belongs to
+_shared_lock = threading.Lock()
+
+
+def shutdown_workers(cancel: bool = False) -> None:
+    """Stop the warm workers of ``executor="local"`` (:meth:`LocalExecutor.shared`).
+
+    Called at exit (with ``cancel=True``); call it yourself to free the
+    workers' memory sooner. The next ``map`` starts new workers.
+
+    Args:
+        cancel: stop running tasks at once instead of letting them finish.
+
+    Example:
+        >>> atdata.processing.shutdown_workers()    # the next map starts new workers
+    """
+    global _shared
+    with _shared_lock:
+        pool = _shared[0] if _shared is not None and _shared[1] == os.getpid() else None
+        _shared = None
+    if pool is not None:
+        pool.close(cancel=cancel)
+
+
+atexit.register(shutdown_workers, cancel=True)
