@@ -335,7 +335,7 @@ def member_spans(stream: IO[bytes]) -> Iterator[tuple[int, int]]:
         if seekable:
             try:
                 stream.seek(padded, 1)
-            except (OverflowError, OSError):  # a size no stream holds
+            except (OverflowError, ValueError, OSError):  # a size no stream holds
                 raise TarFormatError(
                     pos - padded - BLOCK, f"a member claims {size} bytes"
                 ) from None
