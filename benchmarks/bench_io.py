@@ -16,9 +16,17 @@ it measures
   produces the same fields (msgpack decoded, the ``.npy`` parsed);
 - reading the same tar bytes from disk (page cache) as the physical limit.
 
+A third case, ``encoded``, stores natural-looking 256x256x3 images (smooth
+gradients, low-frequency noise and a few shapes: compressible, unlike noise;
+1,000 samples) with each array encoding (``atdata.Encoding``: npy, png, jpeg
+quality 90, zstd level 3) and measures bytes on disk, write and typed read
+rates, against the ``webdataset`` package reading the same JPEG bytes as
+``.jpg`` members with its own decoder (``.decode("rgb8")``: Pillow, to numpy).
+
 Run:
     python benchmarks/bench_io.py            # full sizes
     python benchmarks/bench_io.py --quick    # a tenth of the samples, one repeat
+    python benchmarks/bench_io.py --only encoded
 """
 
 from __future__ import annotations
@@ -31,9 +39,10 @@ import shutil
 import sys
 import tempfile
 import warnings
-from typing import Any
+from typing import Annotated, Any
 
 import msgpack
+import msgspec
 import numpy as np
 import numpy.lib.format as npf
 from numpy.typing import NDArray
@@ -133,6 +142,140 @@ def read_raw(shards: list[str], samples: int) -> tuple[int, int]:
     return samples, total
 
 
+# -- encoded fields -----------------------------------------------------------------------
+
+ENCODINGS = {
+    "npy": atdata.Encoding("npy"),
+    "png": atdata.Encoding("png"),
+    "jpeg": atdata.Encoding("jpeg", quality=90),
+    "zstd": atdata.Encoding("zstd", level=3),
+}
+
+
+def _encoded_type(encoding: atdata.Encoding) -> type:
+    @atdata.packable
+    class Photo:
+        image: Annotated[NDArray[np.uint8], encoding]
+        label: str
+
+    return Photo
+
+
+PHOTO_TYPES = {name: _encoded_type(encoding) for name, encoding in ENCODINGS.items()}
+_LABELS = ["cat", "dog", "bird", "fish"]
+
+
+def natural_image(seed: int, size: int = 256) -> NDArray[np.uint8]:
+    """A photo-like RGB image: gradients, low-frequency noise and a few flat shapes."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    angle = rng.uniform(0, 2 * np.pi, 3)
+    image = 60 + 120 * (np.cos(angle) * x[..., None] + np.sin(angle) * y[..., None]) ** 2
+    coarse = rng.normal(0, 25, (9, 9, 3))  # noise on a 9x9 grid, bilinearly upsampled
+    pos = np.linspace(0, 8, size)
+    i0 = np.minimum(pos.astype(int), 7)
+    f = (pos - i0)[:, None, None]
+    rows = coarse[i0] * (1 - f) + coarse[i0 + 1] * f
+    f = (pos - i0)[None, :, None]
+    image += rows[:, i0] * (1 - f) + rows[:, i0 + 1] * f
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9), rng.uniform(0.04, 0.15)
+        colour = rng.uniform(0, 255, 3)
+        if rng.random() < 0.5:
+            inside = (y - cy) ** 2 + (x - cx) ** 2 < r**2
+        else:
+            inside = (abs(y - cy) < r) & (abs(x - cx) < r * 1.5)
+        image[inside] = 0.3 * image[inside] + 0.7 * colour
+    image += rng.normal(0, 1.5, image.shape)  # a little sensor noise
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_encoded(pool: list[Any], n: int, name: str, pattern: str) -> tuple[int, int]:
+    photo = PHOTO_TYPES[name]
+    with atdata.ShardWriter(pattern, maxcount=10_000, manifest=False) as sink:
+        for i in range(n):
+            sink.write(photo(image=pool[i % len(pool)], label=_LABELS[i % 4]))
+    return n, tree_size(sink.shards)
+
+
+def write_wds_jpg(jpegs: list[bytes], n: int, pattern: str) -> tuple[int, int]:
+    """The same JPEG bytes atdata stores, as ``.jpg`` members (webdataset's convention)."""
+    import webdataset as wds
+
+    with wds.ShardWriter(pattern, maxcount=10_000, verbose=0) as sink:
+        for i in range(n):
+            sink.write(
+                {"__key__": f"sample_{i:08d}", "jpg": jpegs[i % len(jpegs)], "txt": _LABELS[i % 4]}
+            )
+    shards = sorted(glob.glob(pattern.replace("%06d", "*")))
+    return n, tree_size(shards)
+
+
+def read_encoded(shards: list[str], name: str) -> tuple[int, int]:
+    n = 0
+    for sample in atdata.Dataset[PHOTO_TYPES[name]](shards).ordered():
+        n += 1
+        assert sample.image.shape == (256, 256, 3)
+    return n, tree_size(shards)
+
+
+def read_wds_jpg(shards: list[str]) -> tuple[int, int]:
+    import webdataset as wds
+
+    n = 0
+    for image, _label in (
+        wds.WebDataset(shards, shardshuffle=False).decode("rgb8").to_tuple("jpg", "txt")
+    ):
+        n += 1
+        assert image.shape == (256, 256, 3)
+    return n, tree_size(shards)
+
+
+def run_encoded(n: int, root: str, repeat: int) -> list[Result]:
+    print(f"\n== encoded: {n:,} samples, natural-looking 256x256x3 uint8 images ==")
+    pool = [natural_image(seed) for seed in range(32)]
+    # the very JPEG bytes atdata stores: the data of each packed sample's extension value
+    jpeg_photo = PHOTO_TYPES["jpeg"]
+    jpegs = [
+        msgspec.msgpack.decode(jpeg_photo(image=image, label="").packed)["image"].data
+        for image in pool
+    ]
+    patterns = {}
+    for name in [*ENCODINGS, "wds-jpg"]:
+        os.makedirs(os.path.join(root, "encoded", name), exist_ok=True)
+        patterns[name] = os.path.join(root, "encoded", name, "shard-%06d.tar")
+    writers: dict[str, Any] = {
+        f"write {name}": (lambda name=name: write_encoded(pool, n, name, patterns[name]))
+        for name in ENCODINGS
+    }
+    writers["write webdataset .jpg"] = lambda: write_wds_jpg(jpegs, n, patterns["wds-jpg"])
+    written = best_interleaved(repeat, writers)
+    shards = {
+        name: sorted(glob.glob(os.path.join(root, "encoded", name, "*.tar"))) for name in patterns
+    }
+    for paths in shards.values():
+        read_raw(paths, n)  # warm the page cache
+    readers: dict[str, Any] = {
+        f"read {name}": (lambda name=name: read_encoded(shards[name], name)) for name in ENCODINGS
+    }
+    readers["read webdataset .jpg decode('rgb8')"] = lambda: read_wds_jpg(shards["wds-jpg"])
+    read = best_interleaved(repeat, readers)
+    results = [*written.values(), *read.values()]
+    report(results)
+    npy_bytes_on_disk = written["write npy"].nbytes
+    print("  bytes on disk (per sample, and vs npy):")
+    for name, result in written.items():
+        size = result.nbytes
+        print(f"    {name[6:]:<22} {size / n:>10,.0f} B  {size / npy_bytes_on_disk:>6.3f}x")
+    wds_read = read["read webdataset .jpg decode('rgb8')"]
+    print("  ratios:")
+    for name in ENCODINGS:
+        print(
+            f"    read {name:<5} / webdataset .jpg rgb8   {ratio(read[f'read {name}'], wds_read)}"
+        )
+    return results
+
+
 # -- the run ---------------------------------------------------------------------------
 
 
@@ -192,7 +335,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tenth of the samples, 1 repeat")
     parser.add_argument("--repeat", type=int, default=None, help="runs per measurement (best)")
     parser.add_argument("--dir", default=None, help="where to write shards (default: a temp dir)")
-    parser.add_argument("--only", choices=["small", "large"], default=None)
+    parser.add_argument("--only", choices=["small", "large", "encoded"], default=None)
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     repeat = args.repeat or (1 if args.quick else 3)
@@ -209,6 +352,8 @@ def main() -> None:
             run_case("small", 100_000 // scale, (32, 32, 3), root, repeat)
         if args.only in (None, "large"):
             run_case("large", 5_000 // scale, (256, 256, 3), root, repeat)
+        if args.only in (None, "encoded"):
+            run_encoded(1_000 // scale, root, repeat)
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

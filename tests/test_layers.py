@@ -54,7 +54,12 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     # URLs, stores, pattern expansion.
     ("storage", frozenset({"atdata.storage"})),
     # Sample types and their encoding; lenses between them.
-    ("samples", frozenset({"atdata.sample", "atdata._types", "atdata._npy", "atdata.lens"})),
+    (
+        "samples",
+        frozenset(
+            {"atdata.sample", "atdata._types", "atdata._npy", "atdata._encodings", "atdata.lens"}
+        ),
+    ),
     # Cross-cutting and stdlib-only: the error tree, lazy exports, reference forms,
     # logs/metrics/traces.
     (

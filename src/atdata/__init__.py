@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "DatasetNotFoundError": "atdata.errors",
     "DatasetView": "atdata.loader",
     "DictSample": "atdata.sample",
+    "Encoding": "atdata._encodings",
     "Executor": "atdata.processing",
     "InlineExecutor": "atdata.processing",
     "InvalidEventError": "atdata.errors",
@@ -122,6 +123,7 @@ __getattr__, __dir__ = _lazy.lazy_exports(__name__, _EXPORTS, _SUBMODULES)
 
 
 if TYPE_CHECKING:
+    from atdata._encodings import Encoding
     from atdata._types import ManifestField
     from atdata.dataset import Dataset, DatasetDict, SampleBatch, load_dataset
     from atdata.errors import (

@@ -15,6 +15,7 @@ import types
 import typing
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 
 __all__ = ["FieldType", "ManifestField", "ManifestKind", "analyze", "parse_type"]
@@ -116,8 +117,9 @@ class FieldType:
     def wire_type(self) -> Any:
         """The type msgspec decodes this field's msgpack value into."""
         if self.kind == "ndarray":
-            # a view of the read buffer: large arrays need no copy (see _npy.decode_ndarray)
-            base: Any = memoryview
+            # ``.npy`` bytes as a view of the read buffer (large arrays need no copy, see
+            # _npy.decode_ndarray), or an encoded array (see atdata._encodings)
+            base: Any = memoryview | msgspec.msgpack.Ext
         elif self.kind == "enum":
             base = self.enum_type or Any
         elif self.kind == "list":
@@ -148,6 +150,11 @@ def analyze(annotation: Any) -> tuple[FieldType, ManifestField | None]:
 
 def _analyze(tp: Any) -> FieldType:
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        raise TypeError(
+            "typing.Annotated must wrap the whole annotation, not a part of it, "
+            "e.g. Annotated[NDArray | None, atdata.Encoding('png')]"
+        )
     if origin in (typing.Union, types.UnionType):
         members = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(members) != len(typing.get_args(tp)) - 1 or len(members) != 1:

@@ -27,9 +27,11 @@ from typing import Any, get_args
 
 import msgspec
 
+from atdata._encodings import Encoding
 from atdata._types import FieldType, ManifestKind, parse_type
 from atdata.atmosphere import _lexicon as lexicon
 from atdata.atmosphere._errors import InvalidRecordError
+from atdata.errors import SchemaError
 from atdata.sample import FieldSpec, Schema
 
 __all__ = [
@@ -303,6 +305,13 @@ def schema_record(
     atdata's exact field type and manifest kind; ``propertyOrder`` keeps the
     field order (records are stored as DAG-CBOR, whose maps are sorted).
 
+    An array field stored as PNG, JPEG or zstd has its :class:`~atdata.Encoding`
+    in ``x-atdata-encoding`` (``{"name": "png", "level": 6}``): the lexicon's
+    array formats (``science.alt.dataset.arrayFormat``: ``.npy``, sparse,
+    structured, Arrow and safetensors layouts) have none for an image or a
+    compressed array, so the property still names the ndarray shim (the
+    field's meaning) and the extension key how it is stored.
+
     Example:
         >>> record = schema_record(ImageSample.__schema__)
         >>> record["$type"], record["name"], record["version"]
@@ -318,6 +327,8 @@ def schema_record(
         prop["x-atdata-type"] = str(f.type)
         if f.manifest:
             prop["x-atdata-manifest"] = f.manifest
+        if f.encoding is not None:
+            prop["x-atdata-encoding"] = f.encoding.to_json()
         properties[f.name] = prop
         if not f.optional and not f.has_default:
             required.append(f.name)
@@ -453,13 +464,35 @@ def schema_from_record(record: Mapping[str, Any], uri: str = "") -> Schema:
                 path=f"$.schema.properties.{name}",
             )
         has_default = name not in required and not ft.optional
-        fields.append(FieldSpec(name, ft, manifest, has_default))
+        fields.append(
+            FieldSpec(name, ft, manifest, has_default, _encoding_of(prop, ft, where, name))
+        )
     return Schema(
         name=str(record.get("name") or "Sample"),
         version=str(record.get("version") or "1.0.0"),
         fields=tuple(fields),
         module=uri,
     )
+
+
+def _encoding_of(prop: Mapping[str, Any], ft: FieldType, where: str, name: str) -> Encoding | None:
+    """The ``x-atdata-encoding`` of a property; None for ``.npy`` (or none given)."""
+    data = prop.get("x-atdata-encoding")
+    if data is None:
+        return None
+    try:
+        encoding = Encoding.from_json(data)
+    except (SchemaError, TypeError) as exc:
+        raise InvalidRecordError(
+            f"{where}#{name} has an unreadable x-atdata-encoding: {exc}",
+            path=f"$.schema.properties.{name}",
+        ) from None
+    if ft.kind != "ndarray":
+        raise InvalidRecordError(
+            f"{where}#{name} has an x-atdata-encoding, but only array fields have one",
+            path=f"$.schema.properties.{name}",
+        )
+    return None if encoding.name == "npy" else encoding
 
 
 def _names(body: Mapping[str, Any], key: str, where: str) -> list[str]:

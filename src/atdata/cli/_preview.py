@@ -1,4 +1,8 @@
-"""``atdata preview``: the first samples of a dataset, rendered readably."""
+"""``atdata preview``: the first samples of a dataset, rendered readably.
+
+Encoded array fields (PNG, JPEG, zstd) are decoded from the shard alone (they
+say how they are encoded) and shown by dtype and shape with their encoding.
+"""
 
 from __future__ import annotations
 
@@ -24,41 +28,57 @@ def gather(
     Returns:
         ``{"url", "samples": [{"key", "shard", "offset", "fields": {name: {...}}}]}``;
         each field has ``type``, ``text`` (what a human sees) and ``value`` (JSON:
-        strings whole, arrays summarised by shape, dtype and a few values).
+        strings whole, arrays summarised by shape, dtype and a few values), and
+        an encoded array field its ``encoding`` (``"png"``, ``"jpeg"``, ``"zstd"``).
 
     Raises:
         SchemaError: ``fields`` names a field the samples do not have.
     """
     resolved = resolve(target)
     samples = []
-    for shard, offset, sample in itertools.islice(_samples(resolved.shards), limit):
+    for shard, offset, (sample, encodings) in itertools.islice(_samples(resolved.shards), limit):
         names = list(sample.keys())
         chosen = names if fields is None else _check_fields(fields, names, sample.__key__)
-        samples.append(
-            {
-                "key": sample.__key__,
-                "shard": shard,
-                "offset": offset,
-                "fields": {
-                    name: {
-                        "type": type_label(sample[name]),
-                        "text": describe_value(sample[name], width),
-                        "value": json_value(sample[name]),
-                    }
-                    for name in chosen
-                },
+        described: dict[str, dict[str, Any]] = {}
+        for name in chosen:
+            described[name] = {
+                "type": type_label(sample[name]),
+                "text": describe_value(sample[name], width),
+                "value": json_value(sample[name]),
             }
+            if name in encodings:
+                described[name]["encoding"] = encodings[name]
+        samples.append(
+            {"key": sample.__key__, "shard": shard, "offset": offset, "fields": described}
         )
     return {"url": target, "num_shards": len(resolved.shards), "samples": samples}
 
 
-def _samples(shards: Sequence[str]) -> Iterator[tuple[str, int, Any]]:
-    from atdata.sample import DictSample
+def _samples(shards: Sequence[str]) -> Iterator[tuple[str, int, tuple[Any, dict[str, str]]]]:
     from atdata.shards import iter_shard
 
     for shard in shards:
-        for sample, offset, _span in iter_shard(shard, DictSample.from_bytes):
-            yield shard, offset, sample
+        for decoded, offset, _span in iter_shard(shard, _decode):
+            yield shard, offset, decoded
+
+
+def _decode(data: bytes | memoryview, key: str | None) -> tuple[Any, dict[str, str]]:
+    """A ``DictSample`` and the encoding of each encoded field (msgpack extension values)."""
+    import msgspec
+
+    from atdata._encodings import encoding_name
+    from atdata.errors import SchemaError
+    from atdata.sample import DictSample
+
+    raw = msgspec.msgpack.decode(data)
+    if not isinstance(raw, dict):
+        raise SchemaError(f"sample {key!r} is not a msgpack map")
+    encodings = {
+        name: encoding_name(value.code)
+        for name, value in raw.items()
+        if isinstance(value, msgspec.msgpack.Ext)
+    }
+    return DictSample(raw, key), encodings
 
 
 def _check_fields(wanted: Sequence[str], names: list[str], key: str | None) -> list[str]:
@@ -103,7 +123,10 @@ def render(result: Mapping[str, Any]) -> None:
         table.add_column("type", style="magenta", no_wrap=True)
         table.add_column("value", overflow="fold")
         for name, field in sample["fields"].items():
-            table.add_row(name, field["type"], Text(field["text"]))
+            kind = (
+                f"{field['type']} ({field['encoding']})" if "encoding" in field else field["type"]
+            )
+            table.add_row(name, kind, Text(field["text"]))
         out.print(table)
     shown = len(samples)
     out.print(Text(f"{shown} sample{'s' if shown != 1 else ''} shown", style="dim"))

@@ -170,6 +170,8 @@ def render_show(result: Mapping[str, Any]) -> None:
             notes.append("optional")
         if field.get("has_default"):
             notes.append("has default")
+        if isinstance(field.get("encoding"), dict):
+            notes.append(f"stored as {field['encoding'].get('name')}")
         table.add_row(
             str(field.get("name")),
             str(field.get("type")),
@@ -279,8 +281,18 @@ def compare(
             {"name": n, "old": before[n].manifest, "new": after[n].manifest}
             for n in named(changes.get("manifest", []))
         ],
+        "encoding": [
+            {
+                "name": n,
+                "old": str(before[n].encoding or "npy"),
+                "new": str(after[n].encoding or "npy"),
+            }
+            for n in named(changes.get("encoding", []))
+        ],
     }
-    result["identical"] = not any(result[k] for k in ("added", "removed", "retyped", "manifest"))
+    result["identical"] = not any(
+        result[k] for k in ("added", "removed", "retyped", "manifest", "encoding")
+    )
     return result
 
 
@@ -311,7 +323,8 @@ def render_diff(result: Mapping[str, Any]) -> None:
     if result["identical"]:
         out.print(
             Text(
-                "No differences: the fields, their types and manifest kinds are the same.",
+                "No differences: the fields, their types, manifest kinds and encodings "
+                "are the same.",
                 style="green",
             )
         )
@@ -332,6 +345,10 @@ def render_diff(result: Mapping[str, Any]) -> None:
             Text(f["name"], "yellow"),
             f"manifest: {f['old'] or 'none'} → {f['new'] or 'none'}",
         )
+    for f in result["encoding"]:
+        table.add_row(
+            Text("~", "yellow"), Text(f["name"], "yellow"), f"encoding: {f['old']} → {f['new']}"
+        )
     out.print(table)
     counts = [
         f"{len(result[k])} {label}"
@@ -340,6 +357,7 @@ def render_diff(result: Mapping[str, Any]) -> None:
             ("removed", "removed"),
             ("retyped", "retyped"),
             ("manifest", "re-indexed"),
+            ("encoding", "re-encoded"),
         )
         if result[k]
     ]

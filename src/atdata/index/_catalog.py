@@ -62,6 +62,7 @@ _CHANGES = {
     "removed": "removed",
     "retyped": "retyped",
     "manifest": "changed the manifest kind of",
+    "encoding": "changed the array encoding of",
 }
 
 _TABLES = """

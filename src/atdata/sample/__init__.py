@@ -2,7 +2,9 @@
 
 :mod:`atdata.sample._schema` holds :class:`Schema` and :class:`FieldSpec` (JSON
 form, versions, differences); :mod:`atdata.sample._codec` holds ``@packable``,
-:class:`PackableSample`, :class:`DictSample` and the msgpack encoding.
+:class:`PackableSample`, :class:`DictSample` and the msgpack encoding;
+:class:`Encoding` (from :mod:`atdata._encodings`) stores an array field as PNG,
+JPEG or zstd, and :func:`decode_array` decodes a field read by other tools.
 
 Two private names are reached from here as well: ``_Codec`` (the processing
 layer pickles a codec by its schema) and ``_rebuild_dict_sample`` (named by
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from numpy.typing import NDArray
 
+from atdata._encodings import Encoding, decode_array
 from atdata._types import ManifestField
 from atdata.sample._codec import (
     DictSample,
@@ -28,12 +31,14 @@ from atdata.sample._schema import FieldSpec, Schema, schema_of
 
 __all__ = [
     "DictSample",
+    "Encoding",
     "FieldSpec",
     "ManifestField",
     "NDArray",
     "PackableSample",
     "Schema",
     "WdsRecord",
+    "decode_array",
     "encode_mapping",
     "is_packable",
     "packable",

@@ -1,7 +1,8 @@
 """Packable sample types and their msgpack codec; ``DictSample`` for untyped reads.
 
 ``@packable`` turns a class into a dataclass whose instances encode to one
-msgpack map ``field name -> value`` (array fields stored as ``.npy`` bytes),
+msgpack map ``field name -> value`` (array fields stored as ``.npy`` bytes, or
+as PNG, JPEG or zstd when annotated with an :class:`~atdata.Encoding`),
 described by a :class:`~atdata.sample.Schema`. Decoding is typed (msgspec
 validates every field), so reading a shard with the wrong type fails with a
 :class:`~atdata.errors.SchemaMismatchError` instead of producing garbage.
@@ -34,6 +35,7 @@ import msgspec
 import numpy as np
 
 from atdata import _npy
+from atdata._encodings import decode_ext, encode_array, encoding_in
 from atdata._semver import normalize_version
 from atdata._types import FieldType, analyze
 from atdata.errors import SchemaError, SchemaMismatchError, UnsupportedFieldTypeError
@@ -95,6 +97,7 @@ def _field_checker(cls_name: str, spec: FieldSpec) -> Callable[[Any], Any] | Non
         )
 
     if ft.kind == "ndarray":
+        encoding = spec.encoding
 
         def check_array(value: Any) -> Any:
             if value is None:
@@ -102,8 +105,8 @@ def _field_checker(cls_name: str, spec: FieldSpec) -> Callable[[Any], Any] | Non
                     fail(value, "an array")
                 return None
             try:
-                return _npy.encode_ndarray(value)
-            except TypeError as exc:
+                return encode_array(value, encoding)
+            except (TypeError, ValueError) as exc:
                 raise SchemaError(f"{cls_name}.{name}: {exc}") from None
 
         return check_array
@@ -230,14 +233,23 @@ def _container_checker(cls_name: str, spec: FieldSpec) -> Callable[[Any], Any]:
 
 
 def _array_converter(ft: FieldType, copy: bool | None = True) -> Callable[[Any], Any] | None:
-    """A read-time converter turning decoded ``.npy`` buffers into arrays.
+    """A read-time converter turning decoded ``.npy`` buffers and encoded values into arrays.
 
     ``copy`` is passed to :func:`_npy.decode_ndarray`: ``None`` lets big arrays
-    be views of the buffer they were decoded from.
+    be views of the buffer they were decoded from. Encoded arrays (msgpack
+    extension values) are decoded whatever the field's schema says, so a type
+    reads shards written with any encoding of its array fields.
     """
     if ft.kind == "ndarray":
         decode = _npy.decode_ndarray
-        return lambda v: None if v is None else decode(v, copy)
+        ext = msgspec.msgpack.Ext
+
+        def convert(v: Any) -> Any:
+            if type(v) is ext:
+                return decode_ext(v.code, v.data)
+            return None if v is None else decode(v, copy)
+
+        return convert
     if ft.item is not None:
         inner = _array_converter(ft.item, copy)
         if inner is None:
@@ -249,12 +261,14 @@ def _array_converter(ft: FieldType, copy: bool | None = True) -> Callable[[Any],
 
 
 def _from_loose(ft: FieldType, value: Any) -> Any:
-    """Convert an untyped decoded value (``bytes`` for arrays) to the field's type."""
+    """Convert an untyped decoded value (``bytes`` or ``Ext`` for arrays) to the field's type."""
     if value is None:
         return None
     if ft.kind == "ndarray":
         if isinstance(value, np.ndarray):  # DictSample has decoded it already
             return value
+        if isinstance(value, msgspec.msgpack.Ext):
+            return decode_ext(value.code, value.data)
         return _npy.decode_ndarray(bytearray(value) if isinstance(value, bytes) else value)
     if ft.kind == "list" and ft.item is not None:
         return [_from_loose(ft.item, x) for x in value]
@@ -332,7 +346,8 @@ class _Codec:
                 struct_fields.append((f.name, wire, None))
             else:
                 struct_fields.append((f.name, wire))
-        self.wire = msgspec.defstruct(f"{cls.__name__}Wire", struct_fields)
+        # keyword-only: an optional field (default None) may precede a required one
+        self.wire = msgspec.defstruct(f"{cls.__name__}Wire", struct_fields, kw_only=True)
         self.decoder = msgspec.msgpack.Decoder(self.wire)
 
     def to_wire_dict(self, sample: Any) -> dict[str, Any]:
@@ -574,7 +589,17 @@ def packable(cls: type[T] | None = None, /, *, version: str = "1.0.0") -> Any:
             dc_field.default is not dataclasses.MISSING
             or dc_field.default_factory is not dataclasses.MISSING
         )
-        specs.append(FieldSpec(dc_field.name, ftype, kind, has_default))
+        encoding = encoding_in(hints[dc_field.name])
+        if encoding is not None and ftype.kind != "ndarray":
+            raise UnsupportedFieldTypeError(
+                cls.__name__,
+                dc_field.name,
+                hints[dc_field.name],
+                "an atdata.Encoding applies to array fields (NDArray or NDArray | None)",
+            )
+        if encoding is not None and encoding.name == "npy":
+            encoding = None  # the default, so the schema reads the same as without it
+        specs.append(FieldSpec(dc_field.name, ftype, kind, has_default, encoding))
     schema = Schema(cls.__name__, version, tuple(specs), module=cls.__module__)
     for name, member in vars(PackableSample).items():
         if name in ("packed", "as_wds", "from_bytes", "from_dict", "to_dict", "with_key"):
@@ -597,10 +622,13 @@ def is_packable(tp: Any) -> bool:
 class DictSample(MutableMapping[str, Any]):
     """A sample of any shard, read without its type.
 
-    Fields are reachable as attributes and items; ``.npy`` byte values are
-    returned as numpy arrays. Items can be set and deleted like a dict's (and
-    ``copy.copy`` keeps the key), which is also how torch's DataLoader turns
-    the arrays into tensors without losing ``__key__``.
+    Fields are reachable as attributes and items; ``.npy`` byte values and
+    encoded arrays (PNG, JPEG, zstd: they say how they are encoded, so no
+    schema is needed) are returned as numpy arrays. Items can be set and
+    deleted like a dict's (and ``copy.copy`` keeps the key), which is also how
+    torch's DataLoader turns the arrays into tensors without losing
+    ``__key__``. :attr:`packed` writes arrays back as ``.npy``: a
+    ``DictSample`` does not know the encodings.
 
     Example:
         >>> s = next(iter(atdata.Dataset("data/shard-000000.tar")))
@@ -611,9 +639,7 @@ class DictSample(MutableMapping[str, Any]):
     __slots__ = ("__key__", "_data")
 
     def __init__(self, data: Mapping[str, Any], key: str | None = None) -> None:
-        self._data = {
-            k: _npy.decode_ndarray(bytearray(v)) if _npy.is_npy(v) else v for k, v in data.items()
-        }
+        self._data = {k: _loose_array(v) for k, v in data.items()}
         self.__key__ = key
 
     @classmethod
@@ -694,6 +720,13 @@ class DictSample(MutableMapping[str, Any]):
             'sample_0001'
         """
         return WdsRecord(self.__key__, self.packed, self)
+
+
+def _loose_array(value: Any) -> Any:
+    """An untyped value with ``.npy`` bytes and encoded arrays decoded."""
+    if type(value) is msgspec.msgpack.Ext:
+        return decode_ext(value.code, value.data)
+    return _npy.decode_ndarray(bytearray(value)) if _npy.is_npy(value) else value
 
 
 def _rebuild_dict_sample(data: dict[str, Any], key: str | None) -> DictSample:

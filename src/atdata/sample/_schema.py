@@ -1,7 +1,8 @@
 """The schema of a sample type: its fields, JSON form, version and differences.
 
 A :class:`Schema` names a packable type, its semantic version and its fields
-(:class:`FieldSpec`: storage type, manifest kind, whether it has a default). It
+(:class:`FieldSpec`: storage type, manifest kind, whether it has a default, and
+for an array field its :class:`~atdata.Encoding` when not ``.npy``). It
 round-trips through JSON, which is how shards' manifests, the local index and
 published records store it; :meth:`Schema.diff` says what changed between two
 versions of a type, and :meth:`Schema.to_type` rebuilds a packable type from
@@ -25,6 +26,7 @@ import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from atdata._encodings import Encoding
 from atdata._types import FieldType, ManifestField, ManifestKind, parse_type
 from atdata.errors import SchemaError
 
@@ -39,12 +41,23 @@ _PUBLIC_MODULE = "atdata.sample"
 
 @dataclasses.dataclass(frozen=True)
 class FieldSpec:
-    """One field of a sample type: name, storage type and manifest kind."""
+    """One field of a sample type: name, storage type and manifest kind.
+
+    ``encoding`` is how an array field is stored when not as ``.npy`` bytes
+    (``None``); its JSON form has an ``"encoding"`` key only then.
+
+    Example:
+        >>> FieldSpec.from_json(
+        ...     {"name": "image", "type": "ndarray", "encoding": {"name": "png", "level": 6}}
+        ... ).encoding
+        Encoding(name='png', quality=None, level=6)
+    """
 
     name: str
     type: FieldType
     manifest: ManifestKind | None = None
     has_default: bool = False
+    encoding: Encoding | None = None
 
     @property
     def optional(self) -> bool:
@@ -61,16 +74,32 @@ class FieldSpec:
         }
         if self.has_default:
             out["has_default"] = True
+        if self.encoding is not None:
+            out["encoding"] = self.encoding.to_json()
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FieldSpec:
-        """Rebuild a field from :meth:`to_json` output."""
+        """Rebuild a field from :meth:`to_json` output.
+
+        Raises:
+            SchemaError: the encoding is unknown, or given for a field that is
+                not an array.
+        """
+        ft = parse_type(data["type"])
+        encoding = None
+        if data.get("encoding") is not None:
+            encoding = Encoding.from_json(data["encoding"])
+            if ft.kind != "ndarray":
+                raise SchemaError(f"field {data['name']!r}: only array fields have an encoding")
+            if encoding.name == "npy":
+                encoding = None
         return cls(
             name=data["name"],
-            type=parse_type(data["type"]),
+            type=ft,
             manifest=data.get("manifest"),
             has_default=bool(data.get("has_default", False)),
+            encoding=encoding,
         )
 
 
@@ -163,11 +192,16 @@ class Schema:
         )
 
     def diff(self, other: Schema) -> dict[str, list[str]]:
-        """Fields added, removed and retyped going from ``self`` to ``other``.
+        """Fields added, removed, retyped and re-encoded going from ``self`` to ``other``.
+
+        ``manifest`` lists changed manifest kinds and ``encoding`` changed array
+        encodings; both are compatible changes: shards written either way read
+        with either type (an encoded array says how it is encoded).
 
         Example:
             >>> old.diff(new)                                  # doctest: +SKIP
-            {'added': ['tags'], 'removed': [], 'retyped': ['score: int -> float']}
+            {'added': ['tags'], 'removed': [], 'retyped': ['score: int -> float'],
+             'manifest': [], 'encoding': ['image: npy -> png(level=6)']}
         """
         mine = {f.name: f for f in self.fields}
         theirs = {f.name: f for f in other.fields}
@@ -183,6 +217,11 @@ class Schema:
                 f"{n}: {mine[n].manifest} -> {theirs[n].manifest}"
                 for n in mine
                 if n in theirs and mine[n].manifest != theirs[n].manifest
+            ],
+            "encoding": [
+                f"{n}: {mine[n].encoding or 'npy'} -> {theirs[n].encoding or 'npy'}"
+                for n in mine
+                if n in theirs and mine[n].encoding != theirs[n].encoding
             ],
         }
 
@@ -201,7 +240,8 @@ class Schema:
         for f in self.fields:
             tp = f.type.python_type()
             setting = ManifestField(kind=f.manifest) if f.manifest else ManifestField(indexed=False)
-            annotations[f.name] = typing.Annotated[tp, setting]
+            extras = (setting,) if f.encoding is None else (setting, f.encoding)
+            annotations[f.name] = typing.Annotated[(tp, *extras)]
             if f.has_default or f.optional:
                 namespace[f.name] = None
         # keyword-only, so a field with a default may precede one without
