@@ -37,6 +37,13 @@ whichever layer raises it, so ``except atdata.errors.AtmosphereAuthError`` works
 importing the optional layer that raises it.
 
 Context (URL, key, byte offset, field) is kept in attributes *and* in ``str()``.
+
+Example:
+    >>> try:
+    ...     atdata.Dataset[ImageSample]("data/no-such-shard.tar").head(1)
+    ... except atdata.StorageError as e:      # atdata.AtdataError catches every one
+    ...     type(e).__name__, e.url
+    ('UnreadableURLError', 'data/no-such-shard.tar')
 """
 
 from __future__ import annotations
@@ -80,7 +87,12 @@ __all__ = [
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """Return up to ``n`` names from ``candidates`` that look like ``name``."""
+    """Return up to ``n`` names from ``candidates`` that look like ``name``.
+
+    Example:
+        >>> closest("lable", ["label", "confidence", "image"])
+        ['label']
+    """
     return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
 
 
@@ -271,7 +283,12 @@ class QueryError(AtdataError):
 
     @classmethod
     def unknown_field(cls, field: str, known: Iterable[str]) -> QueryError:
-        """The error for a misspelled field, suggesting the closest real ones."""
+        """The error for a misspelled field, suggesting the closest real ones.
+
+        Example:
+            >>> print(QueryError.unknown_field("lable", ["label"]))
+            Unknown field 'lable' in query. Did you mean 'label'? Queryable fields: label.
+        """
         known = sorted(known)
         return cls(
             f"Unknown field {field!r} in query.{_did_you_mean(field, known)} "

@@ -73,7 +73,13 @@ __getattr__, __dir__ = _lazy.lazy_exports(
 
 @packable
 class ExampleSample:
-    """The sample type of ``tmp_dataset``: a small image classification record."""
+    """The sample type of ``tmp_dataset``: a small image classification record.
+
+    Example:
+        >>> s = make_samples(ExampleSample, 1)[0]
+        >>> ExampleSample.from_bytes(s.packed).label == s.label
+        True
+    """
 
     image: NDArray[Any]
     label: str
@@ -145,7 +151,11 @@ def assert_datasets_equal(left: Any, right: Any, *, check_order: bool = False) -
         AssertionError: naming the first key that differs and how.
 
     Example:
-        >>> assert_datasets_equal(out_local, out_dask)
+        >>> assert_datasets_equal(ds, atdata.Dataset[ImageSample]("data/shard-*.tar"))
+        >>> assert_datasets_equal(ds, ds.filter(lambda s: s.label == "cat"))
+        Traceback (most recent call last):
+        ...
+        AssertionError: ...
     """
     lhs, rhs = list(left), list(right)
     lkeys = [getattr(s, "__key__", None) for s in lhs]
@@ -190,7 +200,14 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def make_dataset(tmp_path: Path) -> Callable[..., Any]:
     """A factory ``make_dataset(sample_type=ExampleSample, num_samples=100, shard_size=25,
-    seed=0, name="data") -> Dataset`` writing shards with manifests under ``tmp_path``."""
+    seed=0, name="data") -> Dataset`` writing shards with manifests under ``tmp_path``.
+
+    Example:
+        >>> def test_join(make_dataset):
+        ...     left = make_dataset(num_samples=10, name="left")
+        ...     right = make_dataset(num_samples=10, seed=1, name="right")
+        ...     assert len(left.shards) == len(right.shards) == 1
+    """
     from atdata.dataset import Dataset
     from atdata.shards import ShardWriter
 
@@ -213,7 +230,14 @@ def make_dataset(tmp_path: Path) -> Callable[..., Any]:
 
 @pytest.fixture
 def tmp_dataset(request: pytest.FixtureRequest, make_dataset: Callable[..., Any]) -> Any:
-    """A typed dataset with manifests in a temporary folder (see the module docs)."""
+    """A typed dataset with manifests in a temporary folder (see the module docs).
+
+    Example:
+        >>> @pytest.mark.atdata_dataset(num_samples=40, shard_size=10)
+        ... def test_counts(tmp_dataset):
+        ...     assert len(tmp_dataset.shards) == 4
+        ...     assert tmp_dataset.describe()["num_samples"] == 40
+    """
     marker = request.node.get_closest_marker("atdata_dataset")
     options = dict(marker.kwargs) if marker else {}
     return make_dataset(**options)
@@ -231,6 +255,10 @@ def s3_server() -> Iterator[str]:
 
     Yields the endpoint URL; sets ``AWS_ENDPOINT_URL`` and test credentials for the
     session and restores the environment afterwards.
+
+    Example:
+        >>> def test_endpoint(s3_server):
+        ...     assert s3_server.startswith("http://127.0.0.1:")
     """
     try:
         from moto.server import ThreadedMotoServer
@@ -261,7 +289,13 @@ def s3_server() -> Iterator[str]:
 
 @pytest.fixture
 def s3_bucket(s3_server: str) -> str:
-    """A fresh, empty bucket on the loopback S3 server, as ``s3://name``."""
+    """A fresh, empty bucket on the loopback S3 server, as ``s3://name``.
+
+    Example:
+        >>> def test_roundtrip_on_s3(s3_bucket, tmp_dataset):
+        ...     out = tmp_dataset.map(my_processor, output_prefix=f"{s3_bucket}/out")
+        ...     assert out.shards[0].startswith(s3_bucket)
+    """
     import boto3
 
     name = f"test-{uuid.uuid4().hex[:12]}"
@@ -271,7 +305,13 @@ def s3_bucket(s3_server: str) -> str:
 
 @pytest.fixture
 def inline_executor() -> Any:
-    """An executor that runs each shard task in this process, in order (debuggable)."""
+    """An executor that runs each shard task in this process, in order (debuggable).
+
+    Example:
+        >>> def test_with_breakpoints(tmp_dataset, inline_executor):
+        ...     out = tmp_dataset.map(my_processor, executor=inline_executor)
+        ...     assert len(out.head(5)) == 5
+    """
     from atdata.processing import InlineExecutor
 
     return InlineExecutor()
@@ -279,7 +319,14 @@ def inline_executor() -> Any:
 
 @pytest.fixture(scope="session")
 def dask_cluster() -> Iterator[Any]:
-    """A ``dask.distributed.Client`` on a ``LocalCluster`` of two worker processes."""
+    """A ``dask.distributed.Client`` on a ``LocalCluster`` of two worker processes.
+
+    Example:
+        >>> def test_on_dask(tmp_dataset, dask_cluster):
+        ...     from atdata.processing.executors.dask import DaskExecutor
+        ...     out = tmp_dataset.map(my_processor, executor=DaskExecutor(dask_cluster))
+        ...     assert len(out.shards) == len(tmp_dataset.shards)
+    """
     try:
         from distributed import Client, LocalCluster
     except ImportError:

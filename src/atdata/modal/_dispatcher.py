@@ -92,11 +92,15 @@ class Dispatcher:
         worker: the worker's ``modal.Function``.
 
     Example:
+        >>> import modal
         >>> app = modal.App("atdata-pipelines")
         >>> dispatcher = atdata.modal.Dispatcher(
         ...     app, pipelines=["my_pipelines"],
         ...     secrets=[modal.Secret.from_name("atdata")],
         ... )
+        >>> dispatcher
+        Dispatcher(app='atdata-pipelines', web='atdata-dispatcher', worker='atdata-worker',
+                   pipelines=['my_pipelines'])
     """
 
     def __init__(

@@ -16,12 +16,31 @@ __all__ = ["EventLogger", "configure_logging", "log_event", "logging_enabled"]
 
 
 class EventLogger(Protocol):
-    """What a structlog-style logger offers: one method per level taking ``(event, **kw)``."""
+    """What a structlog-style logger offers: one method per level taking ``(event, **kw)``.
 
-    def debug(self, event: str, **kw: Any) -> Any: ...
-    def info(self, event: str, **kw: Any) -> Any: ...
-    def warning(self, event: str, **kw: Any) -> Any: ...
-    def error(self, event: str, **kw: Any) -> Any: ...
+    Example:
+        >>> class Printer:                     # any object with the four methods
+        ...     def debug(self, event, **kw): print("debug", event, kw)
+        ...     def info(self, event, **kw): print("info", event, kw)
+        ...     def warning(self, event, **kw): print("warning", event, kw)
+        ...     def error(self, event, **kw): print("error", event, kw)
+        >>> atdata.configure_logging(Printer())
+        >>> atdata.log_event("shard_written", shard="out/shard-000000.tar")
+        info shard_written {'shard': 'out/shard-000000.tar'}
+        >>> atdata.configure_logging(None)
+    """
+
+    def debug(self, event: str, **kw: Any) -> Any:
+        """Log ``event`` at debug level with ``kw`` as fields."""
+
+    def info(self, event: str, **kw: Any) -> Any:
+        """Log ``event`` at info level with ``kw`` as fields."""
+
+    def warning(self, event: str, **kw: Any) -> Any:
+        """Log ``event`` at warning level with ``kw`` as fields."""
+
+    def error(self, event: str, **kw: Any) -> Any:
+        """Log ``event`` at error level with ``kw`` as fields."""
 
 
 # The stdlib's numeric levels, written out so that the silent default does not

@@ -72,6 +72,12 @@ class ShardTask:
         trace_headers: W3C trace context, to continue the job's trace.
         attempt: 1 for the first attempt of this task.
         timeout_s: seconds a local worker may spend on the task; None: no limit.
+
+    Example:
+        >>> task.task_id, task.input_url, task.part, task.parts   # as Dataset.map plans it
+        ('shard-000000', 'data/shard-000000.tar', 0, 1)
+        >>> atdata.InlineExecutor().submit(task).result().samples_out
+        4
     """
 
     job_id: str
@@ -109,6 +115,11 @@ class ShardResult:
             larger means waiting: on storage, or on a crowded machine).
         started_at: Unix time the task started.
         worker: ``host:pid`` of the process that ran it.
+
+    Example:
+        >>> result = atdata.InlineExecutor().submit(task).result()
+        >>> result.ok, result.samples_in, result.samples_out, result.error
+        (True, 4, 4, None)
     """
 
     task_id: str
@@ -126,7 +137,13 @@ class ShardResult:
 
     @classmethod
     def from_exception(cls, task: ShardTask, exc: BaseException) -> ShardResult:
-        """A failed result for a task whose worker raised or died instead of returning."""
+        """A failed result for a task whose worker raised or died instead of returning.
+
+        Example:
+            >>> failed = ShardResult.from_exception(task, MemoryError("out of memory"))
+            >>> failed.ok, failed.error_type, failed.error
+            (False, 'MemoryError', 'out of memory\\n')
+        """
         text = "".join(traceback.format_exception(exc)) if exc.__traceback__ else f"{exc}\n"
         return cls(
             task_id=task.task_id,

@@ -227,8 +227,7 @@ class LocalExecutor:
                 has read so far, a few times a second while it runs.
 
         Example:
-            >>> with LocalExecutor(workers=1) as pool:
-            ...     pool.submit(task).result().samples_out
+            >>> pool.submit(task).result().samples_out      # pool = LocalExecutor(workers=1)
             4
         """
         future: concurrent.futures.Future[ShardResult] = concurrent.futures.Future()
@@ -255,8 +254,7 @@ class LocalExecutor:
             progress: called with a running task and the samples it has read so far.
 
         Example:
-            >>> with LocalExecutor(workers=1) as pool:
-            ...     [(t.task_id, r.ok) for t, r in pool.map([task])]
+            >>> [(t.task_id, r.ok) for t, r in pool.map([task])]  # pool = LocalExecutor(workers=1)
             [('shard-000000', True)]
         """
         futures = {
