@@ -138,10 +138,10 @@ class LocalExecutor:
         start_method: ``"spawn"`` (default) or ``"forkserver"``.
 
     Example:
-        >>> with LocalExecutor(workers=2) as pool:
+        >>> with LocalExecutor(workers=4) as pool:          # doctest: +SKIP
         ...     out = ds.map(fn, output_prefix="out/", executor=pool)
         ...     again = ds.map(fn, output_prefix="out2/", executor=pool)  # same workers
-        >>> len(again.shards)
+        >>> len(ds.map(fn, output_prefix="out/", executor=pool).shards)  # a warm pool
         10
     """
 
@@ -205,9 +205,7 @@ class LocalExecutor:
         """Start every worker now, rather than when the first tasks need them.
 
         Example:
-            >>> pool = LocalExecutor(workers=1)
-            >>> pool.start()                     # e.g. while a service starts up
-            >>> pool.close()
+            >>> pool.start()              # pool = LocalExecutor(workers=1), e.g. at start-up
         """
         with self._lock:
             self._check_open()
