@@ -203,6 +203,19 @@ def test_typed_dataset_reads_encoded_fields(shards: str) -> None:
         assert np.abs(s.image.astype(int) - want.image).mean() < 3
 
 
+def test_dataloader_workers_decode_the_fields(shards: str) -> None:
+    torch = pytest.importorskip("torch")
+    from atdata.torch import collate
+
+    loader = torch.utils.data.DataLoader(
+        atdata.Dataset[Photo](shards), batch_size=3, num_workers=2, collate_fn=collate
+    )
+    batches = list(loader)
+    assert sorted(label for b in batches for label in b["label"]) == [f"p{i}" for i in range(6)]
+    assert batches[0]["mask"].shape == (3, 48, 64) and batches[0]["image"].shape == (3, 48, 64, 3)
+    assert batches[0]["depth"].dtype == torch.float32
+
+
 def test_optional_encoded_field_may_be_none() -> None:
     sample = photo()
     sample.depth = None

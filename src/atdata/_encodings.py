@@ -122,8 +122,9 @@ class Encoding:
     Args:
         name: the encoding.
         quality: JPEG quality, 1-100 (default 90); ``jpeg`` only.
-        level: compression level: zlib's 0-9 for ``png`` (default 6), zstd's
-            1-22 for ``zstd`` (default 3).
+        level: compression level: zlib's 0-9 for ``png`` (default 6; 1 writes
+            a photo-like image about 4x faster, for a file about 20% larger),
+            zstd's 1-22 for ``zstd`` (default 3).
 
     Raises:
         SchemaError: an unknown name, or an option the encoding does not take.
