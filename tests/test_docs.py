@@ -156,3 +156,35 @@ def test_python_blocks_parse(page: Path) -> None:
             except SyntaxError as exc:
                 line = block.line + (exc.lineno or 1) - 1
                 pytest.fail(f"docs/{page.relative_to(DOCS)}:{line}: {exc.msg}")
+
+
+REFERENCE_MODULES = [
+    "atmosphere",
+    "errors",
+    "index",
+    "lens",
+    "loader",
+    "manifest",
+    "observability",
+    "pipeline",
+    "processing",
+    "shards",
+    "storage",
+    "testing",
+    "torch",
+]
+
+
+def test_the_reference_covers_every_public_name() -> None:
+    import atdata
+
+    top = (DOCS / "reference" / "atdata.md").read_text(encoding="utf-8")
+    missing = [
+        name
+        for name in atdata.__all__
+        if f"::: atdata.{name}\n" not in top and f"`atdata.{name}`" not in top
+    ]
+    assert not missing, f"docs/reference/atdata.md lacks {missing}"
+    for module in REFERENCE_MODULES:
+        page = DOCS / "reference" / f"atdata.{module}.md"
+        assert f"::: atdata.{module}" in page.read_text(encoding="utf-8"), page
