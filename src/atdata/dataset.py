@@ -447,11 +447,16 @@ class Dataset(Generic[T]):
     # -- processing -------------------------------------------------------------------
 
     def map(
-        self, fn: Callable[[T], Any], output_prefix: str | None = None, **options: Any
+        self,
+        fn: Callable[[T], Any] | Callable[[SampleBatch[T]], Any],
+        output_prefix: str | None = None,
+        **options: Any,
     ) -> Dataset[Any]:
         """Run ``fn`` over every sample, one task per shard, writing a new dataset.
 
-        See :func:`atdata.processing.map_dataset` for the options (``executor``,
+        ``fn`` is a :func:`~atdata.processor` or a plain annotated function; one
+        taking a ``SampleBatch[T]`` is called on batches of samples. See
+        :func:`atdata.processing.map_dataset` for the options (``executor``,
         ``workers_per_shard``, ``shards``, ``retry``, ``on_error``...).
 
         Example:

@@ -61,7 +61,11 @@ def map_dataset(
     Args:
         ds: the input dataset.
         fn: a :func:`~atdata.processor`, or any function annotated
-            ``(sample: In) -> Out`` (also ``Out | None``, ``list[Out]``).
+            ``(sample: In) -> Out`` (also ``Out | None``, ``list[Out]``) or
+            ``(batch: SampleBatch[In]) -> list[Out]`` (batched, 64 samples per
+            call). A plain function is named after itself, and its version
+            (recorded in the ledger and the output manifests) is its qualified
+            name and a hash of its code.
         output_prefix: a folder or object-store prefix; None writes to a
             temporary folder removed when the returned dataset is garbage.
         executor: ``"local"`` (default), ``"inline"``, ``"dask"``, ``"modal"``
