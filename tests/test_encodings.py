@@ -8,13 +8,16 @@ time, missing codecs, schema evolution and hostile encoded bodies.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import json
+import signal
 import struct
 import sys
 import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,12 +43,29 @@ from atdata.sample import DictSample
 from atdata.shards import ShardWriter
 from cli_helpers import ok, ok_json, user_error
 
+CASE_SECONDS = 10
 FUZZ = settings(
     max_examples=80,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+@contextlib.contextmanager
+def time_bound(seconds: int = CASE_SECONDS) -> Iterator[None]:
+    """Fail (not hang) a case that takes too long."""
+
+    def expire(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"decoding took over {seconds} s on one case")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def smooth_image(height: int = 48, width: int = 64, channels: int = 3) -> np.ndarray:
@@ -621,7 +641,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize(("code", "data"), HOSTILE.values(), ids=HOSTILE)
 def test_hostile_encoded_bodies(code: int, data: bytes) -> None:
-    with pytest.raises(EncodedArrayError):
+    with time_bound(), pytest.raises(EncodedArrayError):
         decode_ext(code, data)
 
 
@@ -683,7 +703,8 @@ def test_damaged_encoded_bodies_fail_cleanly(
     assert isinstance(ext, msgspec.msgpack.Ext)
     data = _flip(ext.data, flips, cut)
     try:
-        array = decode_ext(ext.code, data)
+        with time_bound():
+            array = decode_ext(ext.code, data)
     except EncodedArrayError:
         return
     assert isinstance(array, np.ndarray) and array.nbytes <= _encodings.MAX_DECODED_BYTES
