@@ -10,8 +10,10 @@ Example:
     ... class Sample:
     ...     label: str
     ...     score: float
-    >>> with atdata.ShardWriter("out/shard-%06d.tar") as sink:   # doctest: +SKIP
-    ...     sink.write(Sample(label="cat", score=0.9))
+    >>> with atdata.ShardWriter("out/shard-%06d.tar") as sink:
+    ...     key = sink.write(Sample(label="cat", score=0.9))
+    >>> atdata.Dataset[Sample]("out/shard-000000.tar").head(1)
+    [Sample(label='cat', score=0.9)]
 """
 
 from __future__ import annotations

@@ -102,8 +102,10 @@ class ShardCache:
         max_shards: the most shards to keep; None: no limit.
 
     Example:
-        >>> cache = ShardCache("/tmp/atdata-cache", limit="50GB")   # doctest: +SKIP
-        >>> local_path = cache.fetch("s3://bucket/shard-000000.tar")  # doctest: +SKIP
+        >>> cache = ShardCache("tmp/atdata-cache", limit="50GB")
+        >>> local_path = cache.fetch("s3://bucket/incoming/a.tar")
+        >>> local_path.endswith("-a.tar"), cache.fetch("s3://bucket/incoming/a.tar") == local_path
+        (True, True)
     """
 
     def __init__(

@@ -29,9 +29,9 @@ class ShardIndex:
     """Sample counts and offsets of a list of shards, loaded on first use.
 
     Example:
-        >>> index = ShardIndex(["data/shard-000000.tar"])   # doctest: +SKIP
-        >>> index.counts()                                  # doctest: +SKIP
-        [10000]
+        >>> index = ShardIndex(["data/shard-000000.tar", "data/shard-000001.tar"])
+        >>> index.counts()
+        [4, 4]
     """
 
     def __init__(self, shards: list[str]) -> None:

@@ -9,8 +9,12 @@ read them instead of the shards.
 
 Example:
     >>> import atdata
-    >>> atdata.manifest.build("old/shard-*.tar")                       # doctest: +SKIP
-    >>> manifests = atdata.manifest.load_manifests("old/shard-*.tar")   # doctest: +SKIP
+    >>> with atdata.ShardWriter("old/shard-%06d.tar", manifest=False) as sink:
+    ...     key = sink.write(sample)
+    >>> atdata.manifest.build("old/shard-*.tar")
+    ['old/shard-000000.tar']
+    >>> [m.num_samples for m in atdata.manifest.load_manifests("old/shard-*.tar")]
+    [1]
 """
 
 from __future__ import annotations

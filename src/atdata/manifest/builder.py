@@ -7,7 +7,9 @@ to Python lists; Arrow arrays, aggregates and files are built at commit.
 
 Example:
     >>> import atdata
-    >>> atdata.manifest.build("data/shard-{000000..000009}.tar")   # doctest: +SKIP
+    >>> atdata.manifest.build("data/shard-{000000..000009}.tar")   # all have manifests
+    []
+    >>> atdata.manifest.build("data/shard-{000000..000009}.tar", overwrite=True)
     ['data/shard-000000.tar', ...]
 """
 

@@ -27,8 +27,10 @@ def default_output_prefix(prefix: str) -> Iterator[None]:
     """Inside the block, ``map`` calls without an ``output_prefix`` write under ``prefix``.
 
     Example:
-        >>> with default_output_prefix("s3://bucket/processed/run-1"):
-        ...     out = ds.map(transform)          # doctest: +SKIP
+        >>> with default_output_prefix("out/processed/run-1"):     # or s3://...
+        ...     out = ds.map(embed)
+        >>> out.shards[0]
+        'out/processed/run-1/shard-000000.tar'
     """
     token = _OUTPUT_PREFIX.set(prefix)
     try:

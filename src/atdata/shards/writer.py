@@ -72,6 +72,8 @@ def remove_leftovers(path: str) -> list[str]:
     Example:
         >>> remove_leftovers("data/shard-000000.tar")   # doctest: +SKIP
         ['data/.shard-000000.tar.tmp-4242-1733170000000000000']
+        >>> remove_leftovers("data/shard-000001.tar")   # no writer was killed here
+        []
     """
     parent, name = os.path.split(path)
     removed = []
