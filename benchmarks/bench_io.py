@@ -21,7 +21,9 @@ gradients, low-frequency noise and a few shapes: compressible, unlike noise;
 1,000 samples) with each array encoding (``atdata.Encoding``: npy, png, jpeg
 quality 90, zstd level 3) and measures bytes on disk, write and typed read
 rates, against the ``webdataset`` package reading the same JPEG bytes as
-``.jpg`` members with its own decoder (``.decode("rgb8")``: Pillow, to numpy).
+``.jpg`` members with its own decoder (``.decode("rgb8")``: Pillow, to numpy);
+and the two JPEG decoders alone on those bytes (Pillow, and simplejpeg, which
+atdata uses).
 
 Run:
     python benchmarks/bench_io.py            # full sizes
@@ -219,6 +221,24 @@ def read_encoded(shards: list[str], name: str) -> tuple[int, int]:
     return n, tree_size(shards)
 
 
+def decode_jpegs(jpegs: list[bytes], n: int, library: str) -> tuple[int, int]:
+    """Decode ``n`` of the JPEGs to RGB arrays with Pillow or simplejpeg (the codec choice)."""
+    if library == "pillow":
+        from PIL import Image
+
+        def decode(data: bytes) -> Any:
+            return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    else:
+        import simplejpeg
+
+        def decode(data: bytes) -> Any:
+            return simplejpeg.decode_jpeg(data, "RGB")
+
+    for i in range(n):
+        assert decode(jpegs[i % len(jpegs)]).shape == (256, 256, 3)
+    return n, sum(len(jpegs[i % len(jpegs)]) for i in range(n))
+
+
 def read_wds_jpg(shards: list[str]) -> tuple[int, int]:
     import webdataset as wds
 
@@ -259,6 +279,8 @@ def run_encoded(n: int, root: str, repeat: int) -> list[Result]:
         f"read {name}": (lambda name=name: read_encoded(shards[name], name)) for name in ENCODINGS
     }
     readers["read webdataset .jpg decode('rgb8')"] = lambda: read_wds_jpg(shards["wds-jpg"])
+    readers["decode jpeg bytes: Pillow"] = lambda: decode_jpegs(jpegs, n, "pillow")
+    readers["decode jpeg bytes: simplejpeg"] = lambda: decode_jpegs(jpegs, n, "simplejpeg")
     read = best_interleaved(repeat, readers)
     results = [*written.values(), *read.values()]
     report(results)
@@ -273,6 +295,8 @@ def run_encoded(n: int, root: str, repeat: int) -> list[Result]:
         print(
             f"    read {name:<5} / webdataset .jpg rgb8   {ratio(read[f'read {name}'], wds_read)}"
         )
+    pillow, simple = read["decode jpeg bytes: Pillow"], read["decode jpeg bytes: simplejpeg"]
+    print(f"    jpeg decode simplejpeg / Pillow      {ratio(simple, pillow)}")
     return results
 
 
