@@ -78,6 +78,7 @@ class ThreadRunner:
         self._idle = threading.Condition(self._lock)
 
     def submit(self, task: Task, execute: Execute) -> None:
+        """Queue ``execute(task)`` on a pool thread; return at once."""
         with self._lock:
             self._pending += 1
         try:
@@ -110,4 +111,5 @@ class ThreadRunner:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self, wait: bool = True) -> None:
+        """Stop the pool; with ``wait``, once the queued and running tasks are done."""
         self._pool.shutdown(wait=wait)
