@@ -91,13 +91,6 @@ _EXAMPLE = re.compile(r"^\s*(Examples?:\s*$|>>> )", re.MULTILINE)
 # -- the public objects -------------------------------------------------------------------------
 
 
-def _module(name: str) -> types.ModuleType:
-    needs = OPTIONAL.get(name)
-    if needs is not None:
-        pytest.importorskip(needs)
-    return importlib.import_module(name)
-
-
 def _unwrap(value: Any) -> Any:
     if isinstance(value, property):
         return value.fget
