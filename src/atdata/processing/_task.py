@@ -463,14 +463,21 @@ def _batch_outputs(result: Any, keys: list[str], out_type: type, name: str) -> l
         )
     items = list(result)
     aligned = len(items) == len(keys)
-    out = []
+
+    def default_key(i: int) -> str:
+        return keys[i] if aligned else f"{keys[0]}_{i}"
+
+    fast = out_type is not DictSample
     for i, item in enumerate(items):
+        if fast and type(item) is out_type:  # the common case, fast
+            fields = item.__dict__
+            if fields.get("__key__") is None:
+                fields["__key__"] = default_key(i)
+            continue
         _check_output(item, out_type, name)
         own = _key_of(item)
-        if own is None:
-            own = keys[i] if aligned else f"{keys[0]}_{i}"
-        out.append(_with_key(item, own))
-    return out
+        items[i] = _with_key(item, own if own is not None else default_key(i))
+    return items
 
 
 def _is_many(result: Any) -> bool:
