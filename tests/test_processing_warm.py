@@ -182,3 +182,29 @@ def test_an_interrupted_map_frees_the_pool(tmp_path: Path, monkeypatch: pytest.M
         out = ds.map(tag, output_prefix=str(tmp_path / "b"), executor=pool)
         assert len(list(out)) == 6
         assert time.monotonic() - started < 30  # not behind the abandoned 60 s tasks
+
+
+def test_pipeline_events_share_the_warm_workers(s3_bucket: str, tmp_path: Path) -> None:
+    import boto3
+
+    from atdata.pipeline import ObjectEvent, PipelineRegistry, Service
+
+    registry = PipelineRegistry()
+
+    @registry.pipeline(trigger=f"{s3_bucket}/incoming", output=str(tmp_path / "out"))
+    def tag_uploads(shard_url: str) -> atdata.Dataset[Seen]:
+        return atdata.Dataset[Num](shard_url).map(tag)  # the default executor
+
+    bucket = s3_bucket.removeprefix("s3://")
+    service = Service(registry)
+    outputs = []
+    for name in ("a", "b"):
+        with atdata.ShardWriter(f"{s3_bucket}/incoming/{name}.tar") as sink:
+            for i in range(5):
+                sink.write(Num(x=i).with_key(f"{name}{i}"))
+        head = boto3.client("s3").head_object(Bucket=bucket, Key=f"incoming/{name}.tar")
+        result = service.ingest(ObjectEvent(bucket, f"incoming/{name}.tar", head["ETag"]))
+        outputs.append(result.runs[0].output_prefix)
+    service.close()
+    first, second = (pids(atdata.Dataset[Seen](f"{prefix}/*.tar")) for prefix in outputs)
+    assert first | second <= set(LocalExecutor.shared().worker_pids)  # no new workers
