@@ -302,15 +302,14 @@ def iter_members(stream: IO[bytes], chunk_size: int = 1 << 20) -> Iterator[Membe
             raise TarFormatError(offset, "unreadable long-name or pax header") from None
 
 
-def member_spans(stream: IO[bytes]) -> Iterator[tuple[int, int]]:
+def member_spans(stream: IO[bytes], *, seek: bool = False) -> Iterator[tuple[int, int]]:
     """``(offset, span)`` of each regular file, as :func:`iter_members` counts them,
-    from the headers alone: the data is skipped (sought over when the stream can
-    seek), so a shard of big samples is scanned in a few small reads.
+    from the headers alone: the data is skipped — sought over with ``seek=True``
+    (a local file), so a shard of big samples is scanned in a few small reads.
 
     Raises:
         TarFormatError: on a bad header or a stream that ends inside the archive.
     """
-    seekable = stream.seekable() if hasattr(stream, "seekable") else False
     pos = 0
     start: int | None = None
     while True:
@@ -332,7 +331,7 @@ def member_spans(stream: IO[bytes]) -> Iterator[tuple[int, int]]:
             start = None
         elif kind not in _NAME_HEADERS:
             start = None
-        if seekable:
+        if seek:
             try:
                 stream.seek(padded, 1)
             except (OverflowError, ValueError, OSError):  # a size no stream holds

@@ -178,11 +178,12 @@ def sample_spans(url: str) -> list[tuple[int, int]]:
     store, path = store_for(url)
     with store.open(path) as raw:
         # headers of small samples sit close together: seek inside a buffer, not the file
+        local = is_local(url)
         stream: IO[bytes] = raw
-        if is_local(url):
+        if local:
             stream = io.BufferedReader(typing.cast(Any, raw), buffer_size=1 << 20)
         try:
-            return list(member_spans(stream))
+            return list(member_spans(stream, seek=local))  # a remote stream may not seek
         except TarFormatError as exc:
             raise ShardCorruptError(url, exc.offset, exc.reason) from None
 
