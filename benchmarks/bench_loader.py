@@ -35,6 +35,7 @@ import glob
 import http.client
 import http.server
 import io
+import multiprocessing
 import os
 import shutil
 import socket
@@ -121,6 +122,8 @@ def write_litdata(n: int, shape: tuple[int, ...], folder: str) -> str:
         chunk_bytes="64MB",
         num_workers=1,
     )
+    # optimize() switches the whole process to "spawn"; every other loader here forks
+    multiprocessing.set_start_method("fork", force=True)
     return folder
 
 
@@ -217,13 +220,15 @@ def load_mosaic(local: str, remote: str | None = None) -> int:
     return sum(len(batch["label"]) for batch in loader)
 
 
-def timed(fn: Callable[[], int], repeat: int) -> tuple[float, int]:
-    """(best samples/s, samples) over ``repeat`` runs."""
+def timed(label: str, fn: Callable[[], int], repeat: int) -> tuple[float, int]:
+    """(best samples/s, samples) over ``repeat`` runs; each run's rate is printed."""
     best, count = 0.0, 0
     for _ in range(repeat):
         start = time.perf_counter()
         count = fn()
-        best = max(best, count / (time.perf_counter() - start))
+        rate = count / (time.perf_counter() - start)
+        print(f"    ({label}: {rate:,.0f} samples/s)", flush=True)
+        best = max(best, rate)
     return best, count
 
 
@@ -366,29 +371,37 @@ def run_case(
     at = write_atdata(n, shape, folders["atdata"], per_shard)
     wd = write_wds(n, shape, folders["wds"], per_shard)
     rates: dict[str, float] = {}
-    rates["local atdata"], got = timed(lambda: load_atdata(at), repeat)
+    rates["local atdata"], got = timed("local atdata", lambda: load_atdata(at), repeat)
     assert got == n - n % BATCH or got <= n, got
-    rates["local webdataset"], _ = timed(lambda: load_wds(wd), repeat)
+    rates["local webdataset"], _ = timed("local webdataset", lambda: load_wds(wd), repeat)
     if litdata_ok:
         try:
             write_litdata(n, shape, folders["litdata"])
-            rates["local litdata"], _ = timed(lambda: load_litdata(folders["litdata"]), repeat)
+            rates["local litdata"], _ = timed(
+                "local litdata", lambda: load_litdata(folders["litdata"]), repeat
+            )
         except Exception as exc:  # noqa: BLE001 - a peer failing is reported, not fatal
             print(f"  litdata: skipped ({type(exc).__name__}: {exc})")
     if mosaic_ok:
         write_mosaic(n, shape, folders["mosaic"])
-        rates["local mosaic"], _ = timed(lambda: load_mosaic(folders["mosaic"]), repeat)
+        rates["local mosaic"], _ = timed(
+            "local mosaic", lambda: load_mosaic(folders["mosaic"]), repeat
+        )
     stop, endpoint = start_remote(root)
     try:
         remote_at = upload(folders["atdata"], f"{name}-atdata", endpoint)
         upload(folders["wds"], f"{name}-wds", endpoint)
         remote_wd = [f"pipe:curl -s '{presigned(endpoint, f'{name}-wds', u)}'" for u in wd]
-        rates["remote atdata prefetch=2"], _ = timed(lambda: load_atdata(remote_at), repeat)
+        rates["remote atdata prefetch=2"], _ = timed(
+            "remote atdata prefetch=2", lambda: load_atdata(remote_at), repeat
+        )
         rates["remote atdata prefetch=0"], _ = timed(
-            lambda: load_atdata(remote_at, prefetch=0), repeat
+            "remote atdata prefetch=0", lambda: load_atdata(remote_at, prefetch=0), repeat
         )
         if shutil.which("curl"):
-            rates["remote webdataset"], _ = timed(lambda: load_wds(remote_wd), repeat)
+            rates["remote webdataset"], _ = timed(
+                "remote webdataset", lambda: load_wds(remote_wd), repeat
+            )
         if mosaic_ok:
             upload(folders["mosaic"], f"{name}-mosaic", endpoint)
             os.environ["S3_ENDPOINT_URL"] = endpoint  # where Mosaic's boto3 client goes
@@ -397,7 +410,10 @@ def run_case(
                 local = tempfile.mkdtemp(dir=root)  # a fresh cache: every run downloads
                 return load_mosaic(local, f"s3://{name}-mosaic")
 
-            rates["remote mosaic"], _ = timed(remote_mosaic, repeat)
+            try:
+                rates["remote mosaic"], _ = timed("remote mosaic", remote_mosaic, repeat)
+            except Exception as exc:  # noqa: BLE001 - a peer failing is reported, not fatal
+                print(f"  remote mosaic: failed ({type(exc).__name__}: {str(exc)[:200]})")
     finally:
         stop()
         for var in ("AWS_ENDPOINT_URL", "S3_ENDPOINT_URL"):

@@ -1,7 +1,7 @@
 """Manifest JSON headers, read fast for the CLI (stdlib only).
 
 ``atdata inspect`` must answer in well under a second on hundreds of shards,
-so it reads only the small ``<shard>.manifest.json`` files (DESIGN §2,
+so it reads only the small ``<shard>.manifest.json`` files (see docs/architecture.md,
 ``format_version`` 1), concurrently from object stores, and never imports numpy or pyarrow (which
 ``atdata.manifest`` needs for the parquet side, and which alone take longer
 than the whole command may). The summaries here are for display; the library's
