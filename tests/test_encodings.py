@@ -8,16 +8,13 @@ time, missing codecs, schema evolution and hostile encoded bodies.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import io
 import json
-import signal
 import struct
 import sys
 import warnings
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +22,7 @@ import msgspec
 import numpy as np
 import pytest
 import zstandard
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -42,30 +39,9 @@ from atdata.errors import (
 from atdata.sample import DictSample
 from atdata.shards import ShardWriter
 from cli_helpers import ok, ok_json, user_error
+from fuzz_helpers import fuzz_settings, time_bound
 
-CASE_SECONDS = 10
-FUZZ = settings(
-    max_examples=80,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-
-
-@contextlib.contextmanager
-def time_bound(seconds: int = CASE_SECONDS) -> Iterator[None]:
-    """Fail (not hang) a case that takes too long."""
-
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"decoding took over {seconds} s on one case")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+FUZZ = fuzz_settings(max_examples=80)
 
 
 def smooth_image(height: int = 48, width: int = 64, channels: int = 3) -> np.ndarray:

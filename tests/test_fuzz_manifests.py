@@ -22,20 +22,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import atdata
 from atdata.errors import AtdataError, ManifestError
 from atdata.manifest import BloomFilter
 from cli_helpers import user_error
+from fuzz_helpers import fuzz_settings
 
-FUZZ = settings(
-    max_examples=100,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(max_examples=100)
 
 
 @atdata.packable

@@ -7,33 +7,26 @@ an alarm per case), so it runs in the normal suite.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import shutil
-import signal
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import atdata
 from atdata.errors import AtdataError
 from atdata.shards import ShardWriter, iter_raw, sample_spans
 from atdata.shards._tar import BLOCK
+from fuzz_helpers import fuzz_settings, time_bound
 
-CASE_SECONDS = 10
-FUZZ = settings(
-    max_examples=120,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(max_examples=120)
 
 
 @atdata.packable
@@ -53,22 +46,6 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, Path]:
         for i in range(N):
             sink.write(Item(image=np.full((4, 4), i, np.uint8), label=f"l{i}", score=i / 2))
     return Path(sink.shards[0]).read_bytes(), root
-
-
-@contextlib.contextmanager
-def time_bound(seconds: int = CASE_SECONDS) -> Iterator[None]:
-    """Fail (not hang) a case that takes too long."""
-
-    def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"a reader took over {seconds} s on one fuzz case")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def only_atdata_errors(action: Callable[[], Any], shard: str) -> Any:
