@@ -28,14 +28,6 @@ from atdata.atmosphere._client import (
     resolve_shard_set,
     use,
 )
-from atdata.atmosphere._errors import (
-    AtmosphereAuthError,
-    AtmosphereConnectionError,
-    AtmosphereError,
-    InvalidRecordError,
-    RecordConflictError,
-    RecordNotFoundError,
-)
 from atdata.atmosphere._mock import MockNetwork, mock_atmosphere
 from atdata.atmosphere._records import (
     ENTRY,
@@ -50,6 +42,14 @@ from atdata.atmosphere._records import (
     schema_record,
 )
 from atdata.atmosphere._transport import Record, Transport
+from atdata.errors import (
+    AtmosphereAuthError,
+    AtmosphereConnectionError,
+    AtmosphereError,
+    InvalidRecordError,
+    RecordConflictError,
+    RecordNotFoundError,
+)
 
 __all__ = [
     "ENTRY",

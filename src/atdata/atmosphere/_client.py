@@ -33,10 +33,10 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from atdata._refs import is_published_ref
-from atdata.atmosphere._errors import AtmosphereAuthError
 from atdata.atmosphere._publish import PublishedDataset, RecordPublisher
 from atdata.atmosphere._resolve import ResolvedDataset
 from atdata.atmosphere._transport import DEFAULT_PDS, DEFAULT_PLC, SdkTransport
+from atdata.errors import AtmosphereAuthError
 
 if TYPE_CHECKING:
     from atdata.shards import ErrorHandler, ShardSet

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from importlib.resources.abc import Traversable
 from typing import Any
 
-from atdata.atmosphere._errors import InvalidRecordError
+from atdata.errors import InvalidRecordError
 
 __all__ = ["is_record_type", "validate"]
 

@@ -28,13 +28,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from atdata.atmosphere._client import Atmosphere, use
-from atdata.atmosphere._errors import (
+from atdata.atmosphere._records import check_record, check_rkey, new_tid
+from atdata.atmosphere._transport import DEFAULT_BLOB_LIMIT, Record
+from atdata.errors import (
     AtmosphereAuthError,
     AtmosphereError,
     RecordNotFoundError,
 )
-from atdata.atmosphere._records import check_record, check_rkey, new_tid
-from atdata.atmosphere._transport import DEFAULT_BLOB_LIMIT, Record
 
 __all__ = ["MockNetwork", "MockTransport", "mock_atmosphere"]
 

@@ -19,15 +19,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from atdata.atmosphere import _records as rec
-from atdata.atmosphere._errors import (
+from atdata.atmosphere._records import CodeRef
+from atdata.atmosphere._resolve import RecordReader
+from atdata.atmosphere._transport import Record
+from atdata.errors import (
     AtmosphereError,
     InvalidRecordError,
     RecordConflictError,
     RecordNotFoundError,
 )
-from atdata.atmosphere._records import CodeRef
-from atdata.atmosphere._resolve import RecordReader
-from atdata.atmosphere._transport import Record
 from atdata.sample import Schema, schema_of
 from atdata.storage import expand_urls, sibling, store_for
 

@@ -30,8 +30,7 @@ import msgspec
 from atdata._encodings import Encoding
 from atdata._types import FieldType, ManifestKind, parse_type
 from atdata.atmosphere import _lexicon as lexicon
-from atdata.atmosphere._errors import InvalidRecordError
-from atdata.errors import SchemaError
+from atdata.errors import InvalidRecordError, SchemaError
 from atdata.sample import FieldSpec, Schema
 
 __all__ = [

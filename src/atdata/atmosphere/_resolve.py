@@ -17,13 +17,13 @@ from typing import Any
 
 from atdata.atmosphere import _lexicon as lexicon
 from atdata.atmosphere import _records as rec
-from atdata.atmosphere._errors import (
+from atdata.atmosphere._records import AtUri, DatasetRef, parse_dataset_ref
+from atdata.atmosphere._transport import Record, Transport
+from atdata.errors import (
     AtmosphereAuthError,
     InvalidRecordError,
     RecordNotFoundError,
 )
-from atdata.atmosphere._records import AtUri, DatasetRef, parse_dataset_ref
-from atdata.atmosphere._transport import Record, Transport
 from atdata.sample import Schema
 
 __all__ = ["RecordReader", "ResolvedDataset"]

@@ -12,14 +12,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
-from atdata.atmosphere._errors import (
+from atdata.atmosphere._records import check_record, check_rkey
+from atdata.errors import (
     AtmosphereAuthError,
     AtmosphereConnectionError,
     AtmosphereError,
+    MissingDependencyError,
     RecordNotFoundError,
 )
-from atdata.atmosphere._records import check_record, check_rkey
-from atdata.errors import MissingDependencyError
 
 __all__ = ["DEFAULT_PDS", "DEFAULT_PLC", "Record", "SdkTransport", "Transport"]
 

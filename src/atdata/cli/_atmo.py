@@ -40,7 +40,7 @@ def client(command: str, *, login: bool) -> Iterator[Atmosphere]:
     """
     from atdata.atmosphere import _client as atmo
     from atdata.atmosphere import current
-    from atdata.atmosphere._errors import AtmosphereAuthError
+    from atdata.errors import AtmosphereAuthError
 
     chosen = atmo._CURRENT.get()
     env = os.environ
