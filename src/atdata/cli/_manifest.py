@@ -22,29 +22,86 @@ def build(target: str, *, force: bool = False, sample_type: str | None = None) -
         target: the dataset.
         force: rebuild manifests that exist.
         sample_type: ``"module:Class"`` of the ``@packable`` type; default: the
-            registered schema for ``@local/`` names, else inferred from the data.
+            registered schema for ``@local/`` names, else the type the dataset's
+            other manifests record, else a schema inferred from the samples.
 
     Returns:
-        ``{"url", "built": [shard URLs], "skipped": [shard URLs that had one], "type"}``.
+        ``{"url", "built": [shard URLs], "skipped": [shard URLs that had one],
+        "type": "Name@version" or None, "type_from": "--type", "index",
+        "manifests" or None, "inferred"}``; ``inferred`` (when the schema was
+        inferred) has the recorded ``schema`` name, its ``fields`` and the
+        fields ``left_out`` (name -> why), plus a ``hint`` on giving ``--type``.
     """
     from atdata.manifest.builder import build as build_manifests
 
     resolved = resolve(target)
+    tp: type | None = None
+    type_from = None
     if sample_type is not None:
-        tp: type | None = import_type(sample_type)
+        tp, type_from = import_type(sample_type), "--type"
     elif resolved.record is not None:
-        from atdata.sample import Schema
-
-        tp = Schema.from_json(resolved.record.schema).to_type()
+        tp, type_from = _type_of(resolved.record.schema), "index"
     else:
-        tp = None
+        recorded = _recorded_schema(resolved.shards, force=force)
+        if recorded is not None:
+            tp, type_from = _type_of(recorded), "manifests"
     built = build_manifests(resolved.shards, tp, overwrite=force)
     done = set(built)
     return {
         "url": target,
         "type": None if tp is None else f"{tp.__schema__.name}@{tp.__schema__.version}",  # type: ignore[attr-defined]
+        "type_from": type_from,
         "built": built,
         "skipped": [s for s in resolved.shards if s not in done],
+        "inferred": _inferred(target, built) if tp is None and built else None,
+    }
+
+
+def _type_of(schema: Mapping[str, Any]) -> type:
+    from atdata.sample import Schema
+
+    return Schema.from_json(schema).to_type()
+
+
+def _recorded_schema(shards: list[str], *, force: bool) -> dict[str, Any] | None:
+    """The sample type the dataset's manifests record, when some shards need one built.
+
+    Manifests whose schema was inferred from the samples (or that name the
+    untyped ``DictSample``) record no type: those shards are inferred again.
+    """
+    from atdata.cli._headers import dataset_schema, read_headers
+
+    headers = read_headers(shards)
+    if not force and all(h is not None for h in headers):
+        return None  # nothing to build
+    typed = [h for h in headers if h is not None and _records_a_type(h.get("schema"))]
+    return dataset_schema(typed)
+
+
+def _records_a_type(schema: Any) -> bool:
+    return (
+        isinstance(schema, dict) and "inferred" not in schema and schema.get("name") != "DictSample"
+    )
+
+
+def _inferred(target: str, built: list[str]) -> dict[str, Any]:
+    """What the manifests just built record of the schema inferred from the samples."""
+    from atdata.cli._headers import read_headers
+
+    (header,) = read_headers(built[:1])  # every shard built records the same schema
+    assert header is not None
+    schema = header["schema"]
+    left_out = dict(schema.get("inferred", {}).get("left_out", {}))
+    command = f"atdata manifest build {target} --force --type MODULE:CLASS"
+    return {
+        "schema": schema["name"],
+        "fields": [f["name"] for f in schema["fields"]],
+        "left_out": left_out,
+        "hint": (
+            f"To record every field, give the sample type: {command}"
+            if left_out
+            else f"To record a sample type instead: {command}"
+        ),
     }
 
 
@@ -87,7 +144,7 @@ def import_type(spec: str) -> type:
 
 
 def render(result: Mapping[str, Any]) -> None:
-    """Print what was built and what was left alone."""
+    """Print what was built and what was left alone, and the schema the manifests record."""
     from rich.text import Text
 
     out = console()
@@ -98,3 +155,26 @@ def render(result: Mapping[str, Any]) -> None:
     if skipped:
         summary += f"; {len(skipped):,} already had one (--force rebuilds them)"
     out.print(Text(summary + ".", style="bold"))
+    if built and result["type"] is not None:
+        origin = _TYPE_ORIGINS[result["type_from"]]
+        out.print(Text(f"Read as {result['type']} ({origin}).", style="dim"))
+    inferred = result.get("inferred")
+    if inferred:
+        count = len(inferred["fields"])
+        out.print(
+            Text(
+                f"Schema inferred from the samples: {inferred['schema']}, {count} "
+                f"field{'s' if count != 1 else ''} (see `atdata schema show {result['url']}`).",
+                style="dim",
+            )
+        )
+        for name, why in inferred["left_out"].items():
+            out.print(Text(f"Not recorded: field {name!r} ({why}).", style="yellow"))
+        out.print(Text(inferred["hint"] + ".", style="dim"))
+
+
+_TYPE_ORIGINS = {
+    "--type": "--type",
+    "index": "the schema registered for it",
+    "manifests": "the schema its other manifests record",
+}

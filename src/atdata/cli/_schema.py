@@ -159,6 +159,11 @@ def render_show(result: Mapping[str, Any]) -> None:
         out.print(Text("registered versions: " + ", ".join(marked), style="dim"))
     if result.get("datasets"):
         out.print(Text("datasets: " + ", ".join(result["datasets"]), style="dim"))
+    inferred = result.get("inferred")
+    if isinstance(inferred, dict):
+        out.print(Text("inferred from the samples (written without a sample type)", style="dim"))
+        for name, why in dict(inferred.get("left_out") or {}).items():
+            out.print(Text(f"not recorded: field {name!r} ({why})", style="yellow"))
     table = make_table()
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("type", style="magenta")
@@ -172,6 +177,8 @@ def render_show(result: Mapping[str, Any]) -> None:
             notes.append("has default")
         if isinstance(field.get("encoding"), dict):
             notes.append(f"stored as {field['encoding'].get('name')}")
+        if field.get("dtype") or field.get("shape") is not None:
+            notes.append(_array_note(field.get("dtype"), field.get("shape")))
         table.add_row(
             str(field.get("name")),
             str(field.get("type")),
@@ -179,6 +186,15 @@ def render_show(result: Mapping[str, Any]) -> None:
             ", ".join(notes),
         )
     out.print(table)
+
+
+def _array_note(dtype: Any, shape: Any) -> str:
+    """``uint8 (28, 28)``; an axis whose length varies is ``?``."""
+    parts = [str(dtype)] if dtype else []
+    if isinstance(shape, list):
+        dims = ["?" if n is None else str(n) for n in shape]
+        parts.append("(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")")
+    return " ".join(parts)
 
 
 # -- diff -----------------------------------------------------------------------------

@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from atdata import _npy
 from atdata._types import FieldType
 from atdata.errors import ManifestError
 from atdata.sample import FieldSpec, Schema
 
-__all__ = ["Column", "arrow_type", "columns_of", "infer_field_type", "to_arrow", "value_class"]
+__all__ = ["Column", "arrow_type", "columns_of", "to_arrow", "value_class"]
 
 VALUE_TYPES = ("str", "int", "float", "bool", "datetime")
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -89,52 +88,6 @@ def _column_for(spec: FieldSpec) -> Column | None:
 def columns_of(schema: Schema) -> list[Column]:
     """The manifest columns of a schema, in field order."""
     return [c for spec in schema.fields if (c := _column_for(spec)) is not None]
-
-
-def infer_field_type(value: Any) -> FieldType | None:
-    """Guess a field type from one value of an untyped sample; None if it cannot tell.
-
-    Example:
-        >>> str(infer_field_type(["a", "b"]))
-        'list[str]'
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool | np.bool_):
-        return FieldType("bool")
-    if isinstance(value, int | np.integer):
-        return FieldType("int")
-    if isinstance(value, float | np.floating):
-        return FieldType("float")
-    if isinstance(value, str):
-        return FieldType("str")
-    if isinstance(value, dt.datetime):
-        return FieldType("datetime")
-    if isinstance(value, np.ndarray):
-        return FieldType("ndarray")
-    if isinstance(value, bytes | bytearray | memoryview):
-        return FieldType("ndarray") if _npy.is_npy(bytes(value[:8])) else FieldType("bytes")
-    if isinstance(value, dict):
-        return FieldType("dict", item=FieldType("str"))
-    if isinstance(value, list | tuple):
-        item = next((infer_field_type(v) for v in value if v is not None), None)
-        return FieldType("list", item=item or FieldType("str"))
-    return None
-
-
-def infer_schema(sample: dict[str, Any], name: str = "DictSample") -> Schema:
-    """A schema guessed from the first sample of an untyped shard.
-
-    ``str``/``bool`` values become categorical fields, numbers numeric, lists of
-    strings sets, datetimes numeric; arrays, bytes and dicts are not indexed.
-    """
-    specs = []
-    for field_name, value in sample.items():
-        ft = infer_field_type(value)
-        if ft is None:
-            ft = FieldType("str", optional=True)
-        specs.append(FieldSpec(field_name, ft, ft.default_manifest_kind()))
-    return Schema(name, "1.0.0", tuple(specs))
 
 
 def _normalise(value: Any, value_type: str) -> Any:

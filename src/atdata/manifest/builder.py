@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import operator
@@ -24,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -31,7 +31,7 @@ from atdata import observability as obs
 from atdata._version import __version__
 from atdata.errors import ManifestError, ShardCorruptError, ShardError
 from atdata.manifest import _aggregates
-from atdata.manifest._fields import Column, columns_of, infer_field_type, infer_schema, to_arrow
+from atdata.manifest._fields import Column, columns_of, to_arrow
 from atdata.manifest._format import (
     FORMAT_VERSION,
     KEY,
@@ -42,12 +42,14 @@ from atdata.manifest._format import (
     parquet_url,
     shard_id,
 )
-from atdata.sample import FieldSpec, Schema, schema_of
+from atdata.sample import InferredSchema, Schema, SchemaInference, schema_of
 from atdata.storage import expand_urls, store_for
 
 __all__ = ["ManifestBuilder", "build"]
 
 _RAW = msgspec.msgpack.Decoder()
+# values no manifest column holds (arrays, bytes, dicts): an untyped shard's rows drop them
+_NOT_INDEXABLE = (bytes, bytearray, memoryview, msgspec.msgpack.Ext, np.ndarray, Mapping)
 
 
 class ManifestBuilder:
@@ -55,9 +57,9 @@ class ManifestBuilder:
 
     Args:
         url: the shard's URL (the manifest files go beside it).
-        schema: the sample schema; None infers the manifest fields from the
-            first sample (str/bool -> categorical, int/float/datetime ->
-            numeric, list[str] -> set).
+        schema: the sample schema; None infers it from the samples (see
+            :class:`~atdata.sample.SchemaInference`: str/bool fields become
+            categorical, int/float/datetime numeric, list[str] sets).
         provenance: ``source_job_id``, ``parent_shards``, ``pipeline_version``,
             ``created_at`` (default: now) and any other JSON-able facts.
 
@@ -83,7 +85,10 @@ class ManifestBuilder:
         self._pick: Callable[[Any], tuple[Any, ...]] = lambda values: ()
         self._rows: list[tuple[Any, ...]] = []
         self._values: dict[str, list[Any]] | None = None
-        self._inferred = schema is None
+        # untyped samples: their schema is inferred, their indexable values kept per row
+        self._inference = SchemaInference() if schema is None else None
+        self._loose_rows: list[dict[str, Any]] = []
+        self.inferred: InferredSchema | None = None
         if schema is not None:
             self._use_columns(columns_of(schema))
 
@@ -147,43 +152,25 @@ class ManifestBuilder:
             values = fields  # a dict of values or a DictSample
         else:
             values = fields.__dict__  # packable samples keep their fields there
-        if self._columns is None:
-            self._start_inferring(values)
+        if self._inference is not None:
+            self._inference.observe(values)
+            self._loose_rows.append(
+                {k: v for k, v in values.items() if not isinstance(v, _NOT_INDEXABLE)}
+            )
+            return
         try:
             self._rows.append(self._pick(values))
         except KeyError:
             self._rows.append(self._pick_loosely(values))
 
-    def _start_inferring(self, first: Mapping[str, Any]) -> None:
-        """Pick the columns of an untyped shard from its first sample."""
-        self.schema = infer_schema(dict(first))
-        names = [
-            f.name
-            for f in self.schema.fields
-            if f.manifest is not None or (first.get(f.name) is None)
-        ]
-        # types are settled at commit, from the first value that is not None
-        self._use_columns([Column(n, "", "") for n in names])
-
     def _settle_inferred(self) -> list[Column]:
-        """Final columns of an untyped shard: each typed by its first non-null value."""
-        assert self.schema is not None and self._columns is not None
-        columns: list[Column] = []
-        specs = {f.name: f for f in self.schema.fields}
-        collected = self._columns_values()
-        for name in list(collected):
-            value = next((v for v in collected[name] if v is not None), None)
-            ft = infer_field_type(value)
-            if ft is None:
-                del specs[name]  # never seen with a value: nothing to index or record
-                continue
-            optional = any(v is None for v in collected[name])
-            ft = dataclasses.replace(ft, optional=True) if optional else ft
-            kind = ft.default_manifest_kind()
-            specs[name] = FieldSpec(name, ft, kind)
-            if kind is not None:
-                columns.extend(columns_of(Schema("x", "1.0.0", (specs[name],))))
-        self.schema = Schema(self.schema.name, self.schema.version, tuple(specs.values()))
+        """The schema of untyped samples, from all of them; their manifest columns."""
+        assert self._inference is not None
+        self.inferred = self._inference.result()
+        self.schema = self.inferred.schema
+        columns = columns_of(self.schema)
+        rows = self._loose_rows
+        self._values = {c.name: [row.get(c.name) for row in rows] for c in columns}
         return columns
 
     def commit(self, *, size_bytes: int, checksum_sha256: str) -> dict[str, Any]:
@@ -206,7 +193,10 @@ class ManifestBuilder:
             (1, ['shard-000000.manifest.json', 'shard-000000.manifest.parquet'])
         """
         with obs.trace("manifest_commit", shard=self.url, samples=self.num_samples):
-            columns = self._settle_inferred() if self._inferred else list(self._columns or [])
+            if self._inference is not None:
+                columns = self._settle_inferred()
+            else:
+                columns = list(self._columns or [])
             arrays: dict[str, pa.Array] = {
                 KEY: pa.array(self._keys, pa.string()),
                 OFFSET: pa.array(self._offsets, pa.int64()),
@@ -265,12 +255,13 @@ class ManifestBuilder:
             provenance["parent_shards"] = [parents]
         elif parents is not None:
             provenance["parent_shards"] = list(parents)
-        schema = self.schema or Schema("DictSample", "1.0.0", ())
+        assert self.schema is not None  # given, or inferred by now
+        schema = self.inferred.to_json() if self.inferred is not None else self.schema.to_json()
         return {
             "format_version": FORMAT_VERSION,
             "shard_id": shard_id(self.url),
             "shard": self.url.rstrip("/").rsplit("/", 1)[-1],
-            "schema": schema.to_json(),
+            "schema": schema,
             "provenance": provenance,
             "num_samples": len(self._keys),
             "size_bytes": int(size_bytes),
@@ -307,7 +298,9 @@ class _HashingReader:
             pass
 
 
-def _build_one(url: str, sample_type: type | None, provenance: Mapping[str, Any]) -> None:
+def _build_one(
+    url: str, sample_type: type | None, provenance: Mapping[str, Any]
+) -> ManifestBuilder:
     from atdata.shards.reader import decode_raw, iter_raw
 
     schema = schema_of(sample_type) if sample_type is not None else None
@@ -333,6 +326,29 @@ def _build_one(url: str, sample_type: type | None, provenance: Mapping[str, Any]
             ) from None
         stream.drain()
     builder.commit(size_bytes=stream.size, checksum_sha256=stream.hash.hexdigest())
+    return builder
+
+
+def _record_one_schema(builders: Sequence[ManifestBuilder]) -> None:
+    """Give every shard built from untyped samples the schema inferred from all of them.
+
+    Each shard's manifest was written with what its own samples showed; the
+    dataset's schema (a field some shards lack is optional, ints in one shard
+    and floats in another are floats) replaces it in the JSON headers where it
+    differs. The rows and aggregates stay those of the shard.
+    """
+    inferences = [b._inference for b in builders if b._inference is not None]
+    if len(inferences) < 2:
+        return
+    merged = SchemaInference().update(inferences).result()
+    recorded = merged.to_json()
+    for builder in builders:
+        if builder.header is None or builder.header["schema"] == recorded:
+            continue
+        builder.inferred, builder.schema = merged, merged.schema
+        builder.header["schema"] = recorded
+        store, path = store_for(json_url(builder.url))
+        store.write(path, dumps(builder.header))
 
 
 def build(
@@ -348,7 +364,8 @@ def build(
     Args:
         urls: shard URLs, brace patterns or globs.
         sample_type: the ``@packable`` type the shards hold; None infers the
-            manifest fields from each shard's first sample.
+            schema from the samples of all the shards built (see
+            :class:`~atdata.sample.SchemaInference`) and records it in each manifest.
         overwrite: rebuild manifests that already exist too.
         provenance: recorded in each manifest (``source_job_id``...).
         max_workers: shards processed at once.
@@ -374,8 +391,11 @@ def build(
     if not todo:
         return []
     workers = max(1, min(max_workers, len(todo)))
+    builders = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = pool.map(lambda u: _build_one(u, sample_type, prov), todo)
-        for url, _ in zip(todo, done, strict=True):
-            obs.log_event("manifest built", shard=url)
+        for builder in pool.map(lambda u: _build_one(u, sample_type, prov), todo):
+            obs.log_event("manifest built", shard=builder.url)
+            builders.append(builder)
+    if sample_type is None:
+        _record_one_schema(builders)
     return todo

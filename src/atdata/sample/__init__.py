@@ -3,6 +3,8 @@
 :mod:`atdata.sample._schema` holds :class:`Schema` and :class:`FieldSpec` (JSON
 form, versions, differences); :mod:`atdata.sample._codec` holds ``@packable``,
 :class:`PackableSample`, :class:`DictSample` and the msgpack encoding;
+:mod:`atdata.sample._infer` holds :class:`SchemaInference`, the schema of
+untyped samples told from their values;
 :class:`Encoding` (from :mod:`atdata._encodings`) stores an array field as PNG,
 JPEG or zstd, and :func:`decode_array` decodes a field read by other tools.
 
@@ -27,16 +29,19 @@ from atdata.sample._codec import (
 )
 from atdata.sample._codec import _Codec as _Codec
 from atdata.sample._codec import _rebuild_dict_sample as _rebuild_dict_sample
+from atdata.sample._infer import InferredSchema, SchemaInference
 from atdata.sample._schema import FieldSpec, Schema, schema_of
 
 __all__ = [
     "DictSample",
     "Encoding",
     "FieldSpec",
+    "InferredSchema",
     "ManifestField",
     "NDArray",
     "PackableSample",
     "Schema",
+    "SchemaInference",
     "WdsRecord",
     "decode_array",
     "encode_mapping",

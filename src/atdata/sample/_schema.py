@@ -44,7 +44,10 @@ class FieldSpec:
     """One field of a sample type: name, storage type and manifest kind.
 
     ``encoding`` is how an array field is stored when not as ``.npy`` bytes
-    (``None``); its JSON form has an ``"encoding"`` key only then.
+    (``None``); its JSON form has an ``"encoding"`` key only then. ``dtype``
+    and ``shape`` are what the arrays of a schema inferred from samples held
+    (see :class:`~atdata.sample.SchemaInference`; ``None`` in a shape: that axis
+    varies); a declared ``NDArray`` leaves them None.
 
     Example:
         >>> FieldSpec.from_json(
@@ -58,6 +61,8 @@ class FieldSpec:
     manifest: ManifestKind | None = None
     has_default: bool = False
     encoding: Encoding | None = None
+    dtype: str | None = None
+    shape: tuple[int | None, ...] | None = None
 
     @property
     def optional(self) -> bool:
@@ -76,6 +81,10 @@ class FieldSpec:
             out["has_default"] = True
         if self.encoding is not None:
             out["encoding"] = self.encoding.to_json()
+        if self.dtype is not None:
+            out["dtype"] = self.dtype
+        if self.shape is not None:
+            out["shape"] = list(self.shape)
         return out
 
     @classmethod
@@ -94,12 +103,15 @@ class FieldSpec:
                 raise SchemaError(f"field {data['name']!r}: only array fields have an encoding")
             if encoding.name == "npy":
                 encoding = None
+        shape = data.get("shape")
         return cls(
             name=data["name"],
             type=ft,
             manifest=data.get("manifest"),
             has_default=bool(data.get("has_default", False)),
             encoding=encoding,
+            dtype=data.get("dtype"),
+            shape=None if shape is None else tuple(shape),
         )
 
 
