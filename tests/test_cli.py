@@ -339,9 +339,25 @@ def test_schema_diff_two_versions_of_one_type() -> None:
     ):
         diff = ok_json("schema", "diff", *args)
         assert diff["old"]["version"] == "1.0.0" and diff["new"]["version"] == "1.1.0"
-        assert diff["added"] == [{"name": "tags", "type": "list[str]", "manifest": "set"}]
-        assert diff["removed"] == [{"name": "legacy", "type": "str", "manifest": "categorical"}]
-        assert diff["retyped"] == [{"name": "value", "old": "int", "new": "float"}]
+        missing_tags = "field `tags` is required and absent in old data"
+        missing_legacy = "field `legacy` is required by the old type and absent in new data"
+        floats = "field `value` is float in new data, and int does not read it"
+        assert diff["added"] == [
+            {"name": "tags", "type": "list[str]", "manifest": "set"}
+            | {"old_readers": None, "new_readers": missing_tags}
+        ]
+        assert diff["removed"] == [
+            {"name": "legacy", "type": "str", "manifest": "categorical"}
+            | {"old_readers": missing_legacy, "new_readers": None}
+        ]
+        assert diff["retyped"] == [
+            {"name": "value", "old": "int", "new": "float"}
+            | {"old_readers": floats, "new_readers": None}
+        ]
+        assert diff["compatibility"]["old_readers"]["problems"] == [missing_legacy, floats]
+        assert diff["compatibility"]["new_readers"]["problems"] == [missing_tags]
+        bump = {"part": "major", "at_least": "2.0.0", "given": "1.1.0", "enough": False}
+        assert diff["bump"] == bump
         assert diff["identical"] is False
     out = ok("schema", "diff", "Reading", "1.0.0", "1.1.0")
     assert "+ tags" in " ".join(out.split()) or "tags" in out

@@ -1,24 +1,36 @@
-"""Semantic versions of schemas: parse, normalise and order them (stdlib only).
+"""Semantic versions of schemas: parse, normalise, order and bump them (stdlib only).
 
 The one parser of versions in atdata: the index validates and orders the
 versions it registers with it, and manifests written with several versions
-of a type are merged in its order.
+of a type are merged in its order. :func:`next_version` is the one rule for
+the version a change needs (``Schema.diff`` says which part a change bumps).
 
 Example:
-    >>> from atdata._semver import normalize_version, version_key
+    >>> from atdata._semver import next_version, normalize_version, version_key
     >>> normalize_version("v1.1.0")
     '1.1.0'
     >>> sorted(["1.10.0", "1.9.0", "1.10.0-rc.1"], key=version_key)
     ['1.9.0', '1.10.0-rc.1', '1.10.0']
+    >>> next_version("1.2.3", "major")
+    '2.0.0'
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from atdata.errors import SchemaError
 
-__all__ = ["Precedence", "VersionKey", "normalize_version", "precedence", "version_key"]
+__all__ = [
+    "Bump",
+    "Precedence",
+    "VersionKey",
+    "next_version",
+    "normalize_version",
+    "precedence",
+    "version_key",
+]
 
 # semver.org 2.0.0, plus an optional leading "v" as in git tags ("v1.1.0").
 _SEMVER = re.compile(
@@ -38,6 +50,9 @@ Precedence = tuple[int, int, int, tuple[int, tuple[_PreId, ...]]]
 """``(major, minor, patch, pre-release)``: what semver orders versions by."""
 VersionKey = tuple[int, int, int, tuple[int, tuple[_PreId, ...]], str]
 """A :data:`Precedence` followed by the build metadata, which only breaks ties."""
+
+Bump = Literal["major", "minor", "patch"]
+"""The part of a version a change increments."""
 
 _LOWEST: Precedence = (-1, -1, -1, (0, ()))
 
@@ -123,3 +138,34 @@ def precedence(version: str) -> Precedence:
     """
     match = _match(version)
     return _LOWEST if match is None else _precedence(match)
+
+
+def next_version(version: str, part: Bump) -> str:
+    """The first version after ``version`` with ``part`` incremented.
+
+    A major bump resets minor and patch, a minor bump resets patch; a
+    pre-release ends in its own release (``2.0.0-rc.1`` bumped a major is
+    ``2.0.0``, as semver orders them); build metadata is dropped.
+
+    Raises:
+        SchemaError: ``version`` is not a semantic version.
+
+    Example:
+        >>> next_version("1.2.3", "minor"), next_version("v1.2.3", "patch")
+        ('1.3.0', '1.2.4')
+        >>> next_version("2.0.0-rc.1", "major")
+        '2.0.0'
+    """
+    match = _strict_match(version, None)
+    major, minor, patch = int(match["major"]), int(match["minor"]), int(match["patch"])
+    if match["pre"] is not None and (
+        part == "patch"
+        or (part == "minor" and patch == 0)
+        or (part == "major" and minor == patch == 0)
+    ):
+        return f"{major}.{minor}.{patch}"
+    if part == "major":
+        return f"{major + 1}.0.0"
+    if part == "minor":
+        return f"{major}.{minor + 1}.0"
+    return f"{major}.{minor}.{patch + 1}"

@@ -20,6 +20,7 @@ from atdata.errors import SchemaError
 if TYPE_CHECKING:
     from atdata.cli._resolve import Target
     from atdata.index import Catalog
+    from atdata.sample import FieldChange, Schema
 
 __all__ = ["diff", "load", "render_diff", "render_show", "show"]
 
@@ -269,50 +270,100 @@ def _name_with_versions(a: str, b: str, catalog: Catalog) -> str:
 def compare(
     old: Mapping[str, Any], new: Mapping[str, Any], old_source: str, new_source: str
 ) -> dict[str, Any]:
-    """The JSON result of a diff between two schema dicts (uses ``Schema.diff``)."""
-    old_schema, new_schema = _parse(old, old_source), _parse(new, new_source)
-    changes = old_schema.diff(new_schema)
-    before = {f.name: f for f in old_schema.fields}
-    after = {f.name: f for f in new_schema.fields}
+    """The JSON result of a diff between two schema dicts (the library's ``Schema.diff``).
 
-    def named(entries: list[str]) -> list[str]:
-        return [e.split(":", 1)[0] for e in entries]
+    Each added, removed or retyped field carries ``old_readers`` /
+    ``new_readers``: why readers of that version cannot read the other's data,
+    or None (manifest kinds and encodings never stop a reader). ``compatibility`` sums them
+    up per version, ``bump`` is the version the change needs (None when the
+    names differ or nothing changed), and ``summary`` holds the lines printed.
+    """
+    diff = _parse(old, old_source).diff(_parse(new, new_source))
+    before = {f.name: f for f in diff.old.fields}
+    after = {f.name: f for f in diff.new.fields}
+
+    def entry(change: FieldChange) -> dict[str, Any]:
+        if change.kind in ("manifest", "encoding"):  # no reader minds these
+            return {"name": change.name, "old": change.old, "new": change.new}
+        described: dict[str, Any]
+        if change.kind == "added":
+            described = {"type": change.new, "manifest": after[change.name].manifest}
+        elif change.kind == "removed":
+            described = {"type": change.old, "manifest": before[change.name].manifest}
+        else:
+            described = {"old": change.old, "new": change.new}
+        return {
+            "name": change.name,
+            **described,
+            "old_readers": change.old_readers,
+            "new_readers": change.new_readers,
+        }
 
     result: dict[str, Any] = {
-        "old": {"name": old_schema.name, "version": old_schema.version, "source": old_source},
-        "new": {"name": new_schema.name, "version": new_schema.version, "source": new_source},
-        "added": [
-            {"name": n, "type": str(after[n].type), "manifest": after[n].manifest}
-            for n in changes["added"]
-        ],
-        "removed": [
-            {"name": n, "type": str(before[n].type), "manifest": before[n].manifest}
-            for n in changes["removed"]
-        ],
-        "retyped": [
-            {"name": n, "old": str(before[n].type), "new": str(after[n].type)}
-            for n in named(changes["retyped"])
-        ],
-        "manifest": [
-            {"name": n, "old": before[n].manifest, "new": after[n].manifest}
-            for n in named(changes.get("manifest", []))
-        ],
-        "encoding": [
-            {
-                "name": n,
-                "old": str(before[n].encoding or "npy"),
-                "new": str(after[n].encoding or "npy"),
-            }
-            for n in named(changes.get("encoding", []))
-        ],
+        "old": {"name": diff.old.name, "version": diff.old.version, "source": old_source},
+        "new": {"name": diff.new.name, "version": diff.new.version, "source": new_source},
+        **{kind: [entry(c) for c in diff.changes if c.kind == kind] for kind in diff},
+        "identical": diff.identical,
     }
-    result["identical"] = not any(
-        result[k] for k in ("added", "removed", "retyped", "manifest", "encoding")
-    )
+    old_label, new_label = _labels(result["old"], result["new"])
+    result["compatibility"] = {
+        "old_readers": _readers(old_label, new_label, diff.old_readers),
+        "new_readers": _readers(new_label, old_label, diff.new_readers),
+    }
+    result["bump"] = None
+    if diff.next_version is not None and diff.old.name == diff.new.name:
+        result["bump"] = {
+            "part": diff.bump,
+            "at_least": diff.next_version,
+            "given": diff.new.version,
+            "enough": diff.version_enough,
+        }
+    result["summary"] = _summary(result)
     return result
 
 
-def _parse(schema: Mapping[str, Any], source: str) -> Any:
+_CHANGE_OF = {
+    "major": "A breaking change",
+    "minor": "A compatible change of fields",
+    "patch": "A change readers do not see",
+}
+
+
+def _labels(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, str]:
+    """How the two sides are named in the verdicts: by version, or by source when alike."""
+    if old["version"] != new["version"]:
+        return f"v{_bare(old['version'])}", f"v{_bare(new['version'])}"
+    return (
+        f"{old['name']} {old['version']} ({old['source']})",
+        f"{new['name']} {new['version']} ({new['source']})",
+    )
+
+
+def _readers(label: str, other: str, problems: Sequence[str]) -> dict[str, Any]:
+    return {"of": label, "reading": other, "compatible": not problems, "problems": list(problems)}
+
+
+def _summary(result: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for side in ("old_readers", "new_readers"):
+        verdict = result["compatibility"][side]
+        answer = "yes" if verdict["compatible"] else "no: " + "; ".join(verdict["problems"])
+        lines.append(
+            f"Compatible for readers of {verdict['of']} (reading {verdict['reading']} data): "
+            f"{answer}"
+        )
+    bump = result["bump"]
+    if bump is not None:
+        what = _CHANGE_OF[bump["part"]]
+        needs = f"{what} ({bump['part']}): it needs version {bump['at_least']} or later"
+        if bump["enough"]:
+            lines.append(f"{needs}, and {bump['given']} is.")
+        else:
+            lines.append(f"{needs}, but the new schema is {bump['given']}.")
+    return lines
+
+
+def _parse(schema: Mapping[str, Any], source: str) -> Schema:
     from atdata.sample import Schema
 
     try:
@@ -322,7 +373,8 @@ def _parse(schema: Mapping[str, Any], source: str) -> Any:
 
 
 def render_diff(result: Mapping[str, Any]) -> None:
-    """Print a diff: ``+`` added, ``-`` removed, ``~`` retyped or re-indexed fields."""
+    """Print a diff: ``+`` added, ``-`` removed, ``~`` retyped or re-indexed fields,
+    then whether readers of each version read the other's data, and the version needed."""
     from rich.table import Table
     from rich.text import Text
 
@@ -346,24 +398,33 @@ def render_diff(result: Mapping[str, Any]) -> None:
         )
         return
     table = Table.grid(padding=(0, 2))
-    for _ in range(3):
+    for _ in range(4):
         table.add_column()
+    compatibility = result["compatibility"]
+
+    def breaks(change: Mapping[str, Any]) -> Text:
+        broken = [compatibility[s]["of"] for s in ("old_readers", "new_readers") if change.get(s)]
+        return Text(f"breaks readers of {' and '.join(broken)}" if broken else "", "red")
+
     for f in result["added"]:
         kind = f"  (manifest: {f['manifest']})" if f["manifest"] else ""
-        table.add_row(Text("+", "green"), Text(f["name"], "green"), f["type"] + kind)
+        table.add_row(Text("+", "green"), Text(f["name"], "green"), f["type"] + kind, breaks(f))
     for f in result["removed"]:
-        table.add_row(Text("-", "red"), Text(f["name"], "red"), f["type"])
+        table.add_row(Text("-", "red"), Text(f["name"], "red"), f["type"], breaks(f))
     for f in result["retyped"]:
-        table.add_row(Text("~", "yellow"), Text(f["name"], "yellow"), f"{f['old']} → {f['new']}")
+        table.add_row(
+            Text("~", "yellow"), Text(f["name"], "yellow"), f"{f['old']} → {f['new']}", breaks(f)
+        )
     for f in result["manifest"]:
         table.add_row(
             Text("~", "yellow"),
             Text(f["name"], "yellow"),
             f"manifest: {f['old'] or 'none'} → {f['new'] or 'none'}",
+            "",
         )
     for f in result["encoding"]:
         table.add_row(
-            Text("~", "yellow"), Text(f["name"], "yellow"), f"encoding: {f['old']} → {f['new']}"
+            Text("~", "yellow"), Text(f["name"], "yellow"), f"encoding: {f['old']} → {f['new']}", ""
         )
     out.print(table)
     counts = [
@@ -378,3 +439,8 @@ def render_diff(result: Mapping[str, Any]) -> None:
         if result[k]
     ]
     out.print(Text(", ".join(counts), style="dim"))
+    verdicts = [compatibility[side]["compatible"] for side in ("old_readers", "new_readers")]
+    if result["bump"] is not None:
+        verdicts.append(result["bump"]["enough"])
+    for line, good in zip(result["summary"], verdicts, strict=True):
+        out.print(Text(line, style="green" if good else "bold red"), soft_wrap=True)

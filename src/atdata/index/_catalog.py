@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from atdata._semver import normalize_version, version_key
+from atdata._semver import next_version, normalize_version, version_key
 from atdata.errors import CatalogError, DatasetNotFoundError, SchemaError, closest
 
 if TYPE_CHECKING:
@@ -402,11 +402,12 @@ class Catalog:
             return SchemaRecord(name, version, schema, now)
         stored = json.loads(row[0])
         if _definition(stored) != _definition(schema):
+            change, needed = _describe_change(stored, schema)
             raise SchemaError(
                 f"Schema {name!r} version {version} is already registered with a "
-                f"different definition ({_describe_change(stored, schema)}). A changed "
+                f"different definition ({change}). A changed "
                 "schema needs a new version: bump it, e.g. "
-                f"@atdata.packable(version={_next_version(version)!r})."
+                f"@atdata.packable(version={needed!r})."
             )
         if stored != schema:
             # Same definition, the class moved (e.g. from __main__ to a module):
@@ -789,30 +790,24 @@ def _definition(schema: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in schema.items() if k not in _NON_DEFINING_KEYS}
 
 
-def _describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    """How two definitions of one schema version differ, for the refusal message.
+def _describe_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, str]:
+    """How two definitions of one schema version differ, and the version the new one needs.
 
-    Field changes are those of :meth:`atdata.sample.Schema.diff`; definitions that
-    do not read as schemas, or differ elsewhere, are described by the keys that differ.
+    Field changes and the version they need are those of
+    :meth:`atdata.sample.Schema.diff`; definitions that do not read as schemas,
+    or differ elsewhere, are described by the keys that differ (a minor bump).
     """
     from atdata.sample import Schema
 
     try:
-        changes = Schema.from_json(old).diff(Schema.from_json(new))
+        diff = Schema.from_json(old).diff(Schema.from_json(new))
     except (AttributeError, KeyError, TypeError, ValueError):
-        changes = {}
-    parts = [
-        f"{_CHANGES[kind]} {', '.join(entries)}" for kind, entries in changes.items() if entries
-    ]
-    if parts:
-        return "; ".join(parts)
+        diff = None
+    if diff is not None and diff.next_version is not None:
+        parts = [f"{_CHANGES[kind]} {', '.join(found)}" for kind, found in diff.items() if found]
+        return "; ".join(parts), diff.next_version
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return "differs in " + ", ".join(keys)
-
-
-def _next_version(version: str) -> str:
-    major, minor, *_ = version_key(version)
-    return f"{major}.{minor + 1}.0"
+    return "differs in " + ", ".join(keys), next_version(str(old.get("version")), "minor")
 
 
 def _dumps(value: Any, what: str, error: type[CatalogError | SchemaError] = CatalogError) -> str:

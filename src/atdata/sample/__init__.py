@@ -30,17 +30,19 @@ from atdata.sample._codec import (
 from atdata.sample._codec import _Codec as _Codec
 from atdata.sample._codec import _rebuild_dict_sample as _rebuild_dict_sample
 from atdata.sample._infer import InferredSchema, SchemaInference
-from atdata.sample._schema import FieldSpec, Schema, schema_of
+from atdata.sample._schema import FieldChange, FieldSpec, Schema, SchemaDiff, schema_of
 
 __all__ = [
     "DictSample",
     "Encoding",
+    "FieldChange",
     "FieldSpec",
     "InferredSchema",
     "ManifestField",
     "NDArray",
     "PackableSample",
     "Schema",
+    "SchemaDiff",
     "SchemaInference",
     "WdsRecord",
     "decode_array",
