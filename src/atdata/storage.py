@@ -39,6 +39,7 @@ __all__ = [
     "Store",
     "expand_urls",
     "is_local",
+    "shards_under",
     "sibling",
     "store_for",
     "temporary_spool",
@@ -482,6 +483,34 @@ def expand_urls(urls: str | Sequence[str]) -> list[str]:
             else:
                 out.append(url)
     return list(dict.fromkeys(out))
+
+
+def shards_under(folder: str) -> list[str]:
+    """The ``.tar`` files under ``folder`` (recursively; hidden ones skipped), sorted.
+
+    The one listing of a folder of shards: ``Dataset``, ``load_dataset`` and
+    the CLI read a folder (a local path, or a remote prefix) through it.
+
+    Raises:
+        UnreadableURLError: there is no such (local) folder, or no ``.tar`` under it.
+
+    Example:
+        >>> shards_under("data/")[:2]
+        ['data/shard-000000.tar', 'data/shard-000001.tar']
+    """
+    store, path = store_for(folder)
+    path = path.rstrip("/")
+    found = store.list(f"{path}/**/*.tar") or store.list(f"{path}/*.tar")
+    if not found:
+        what = f"No .tar shards under {folder}"
+        if is_local(folder) and not os.path.isdir(path):
+            what = f"No such folder: {folder}"
+        raise UnreadableURLError(
+            f"{what}. Give the folder that holds the shards, or a pattern such as "
+            f"'{folder.rstrip('/')}/shard-{{000000..000009}}.tar'.",
+            url=folder,
+        )
+    return [p if is_local(folder) else store.url(p) for p in found]
 
 
 def _is_pattern(url: str) -> bool:

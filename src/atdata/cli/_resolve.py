@@ -119,7 +119,7 @@ def _resolve_local_name(text: str) -> Target:
 
 
 def _resolve_remote(text: str) -> Target:
-    from atdata.storage import expand_urls, store_for
+    from atdata.storage import expand_urls, shards_under
 
     if any(ch in text for ch in _PATTERN_CHARS):
         shards = expand_urls(text)
@@ -130,20 +130,12 @@ def _resolve_remote(text: str) -> Target:
     if text.endswith(".tar"):
         return Target(text, [text], [text])
     # Anything else is a folder (prefix) of shards.
-    store, path = store_for(text)
-    prefix = path.rstrip("/")
-    shards = [store.url(p) for p in store.list(f"{prefix}/*.tar")]
-    if not shards:
-        raise UnreadableURLError(
-            f"No .tar shards under {text}. Give the shard URL or pattern, e.g. "
-            f"{text.rstrip('/')}/shard-{{000000..000099}}.tar",
-            url=text,
-        )
+    shards = shards_under(text)
     return Target(text, shards, shards)
 
 
 def _resolve_path(text: str) -> Target:
-    from atdata.storage import expand_urls
+    from atdata.storage import expand_urls, shards_under
 
     path = os.path.expanduser(text.removeprefix("file://"))
     if any(ch in path for ch in _PATTERN_CHARS):
@@ -176,13 +168,7 @@ def _resolve_path(text: str) -> Target:
             )
         return Target(text, shards, [os.path.abspath(path)])
     if os.path.isdir(path):
-        shards = _shards_in_folder(path)
-        if not shards:
-            raise UnreadableURLError(
-                f"No .tar shards in the folder {text}. Write some with atdata.ShardWriter, "
-                "or point at the folder that holds them.",
-                url=text,
-            )
+        shards = shards_under(path)  # the library's listing of a folder
         return Target(text, shards, [os.path.abspath(s) for s in shards])
     if path.endswith(_MANIFEST_SUFFIXES):
         path = _shard_of(path)
@@ -196,20 +182,6 @@ def _shard_of(manifest_url: str) -> str:
         if manifest_url.endswith(suffix):
             return manifest_url[: -len(suffix)] + ".tar"
     return manifest_url
-
-
-def _shards_in_folder(folder: str) -> list[str]:
-    entries = sorted(os.listdir(folder))
-    shards = [
-        os.path.join(folder, e) for e in entries if e.endswith(".tar") and not e.startswith(".")
-    ]
-    if shards:
-        return shards
-    found: list[str] = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(os.path.join(root, f) for f in sorted(files) if f.endswith(".tar"))
-    return found
 
 
 def _missing_path_message(text: str, path: str) -> str:

@@ -29,7 +29,7 @@ from atdata._refs import ref_kind
 from atdata.errors import MissingDependencyError, UnreadableURLError
 from atdata.sample import DictSample
 from atdata.shards.reader import ErrorHandler
-from atdata.storage import LiteralURL, expand_urls, is_local, store_for
+from atdata.storage import LiteralURL, expand_urls, is_local, shards_under
 
 if TYPE_CHECKING:
     from atdata.sample import Schema
@@ -198,31 +198,11 @@ def _expand(urls: str | Sequence[str]) -> list[str]:
     if isinstance(urls, LiteralURL):
         return [urls]
     if isinstance(urls, str) and _is_folder(urls):
-        found = shards_under(urls)
-        if not found:
-            raise UnreadableURLError(
-                f"No .tar shards found under {urls}; give a pattern such as "
-                f"'{urls.rstrip('/')}/shard-{{000000..000009}}.tar' or check the folder",
-                url=urls,
-            )
-        return found
+        return shards_under(urls)
     return expand_urls(urls)
-
-
-def shards_under(folder: str) -> list[str]:
-    """The ``.tar`` files under ``folder`` (recursively), sorted.
-
-    Example:
-        >>> shards_under("data/")[:2]
-        ['data/shard-000000.tar', 'data/shard-000001.tar']
-    """
-    store, path = store_for(folder)
-    path = path.rstrip("/")
-    found = store.list(f"{path}/**/*.tar") or store.list(f"{path}/*.tar")
-    return [p if is_local(folder) else store.url(p) for p in found]
 
 
 def _is_folder(path: str) -> bool:
     if path.endswith("/"):
         return True
-    return is_local(path) and os.path.isdir(path)
+    return is_local(path) and os.path.isdir(path.removeprefix("file://"))
