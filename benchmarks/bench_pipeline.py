@@ -313,6 +313,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="dispatcher background threads")
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs per ledger")
     parser.add_argument("--skip-local", action="store_true", help="skip the local-executor latency")
+    parser.add_argument(
+        "--skip-latency", action="store_true", help="skip part 1 (measure the acceptance rate only)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.events = 5, 1000
@@ -332,12 +335,13 @@ def main() -> None:
         local_out = os.path.join(tmp, "noop-out")
         env = {"BENCH_BUCKET": bucket, "BENCH_LOCAL_OUT": local_out}
         with dispatcher(pipelines, env, args.threads) as url:
-            print(
-                f"\n1. event at /ingest -> output manifest committed ({args.samples}-sample "
-                f"shard, S3 server on loopback, median of {args.runs})"
-            )
+            if not args.skip_latency:
+                print(
+                    f"\n1. event at /ingest -> output manifest committed ({args.samples}-sample "
+                    f"shard, S3 server on loopback, median of {args.runs})"
+                )
             for flavour in ("inline", "local"):
-                if flavour == "local" and args.skip_local:
+                if args.skip_latency or (flavour == "local" and args.skip_local):
                     continue
                 times = latency(url, s3, bucket, flavour, args.runs, args.samples)
                 median = statistics.median(times)
