@@ -37,6 +37,8 @@ whichever layer raises it, so ``except atdata.errors.AtmosphereAuthError`` works
 importing the optional layer that raises it.
 
 Context (URL, key, byte offset, field) is kept in attributes *and* in ``str()``.
+Advice that names a Python argument (``handler='skip'``) has a twin for the
+``atdata`` command, which shows :meth:`AtdataError.cli_message` instead.
 
 Example:
     >>> try:
@@ -50,7 +52,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "AtdataError",
@@ -104,7 +106,49 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
 
 
 class AtdataError(Exception):
-    """Root of every error atdata raises on purpose."""
+    """Root of every error atdata raises on purpose.
+
+    An error whose advice names a Python argument (``handler='skip'``,
+    ``overwrite=True``) also says it in the terms of the ``atdata`` command:
+    ``hint`` is that advice as the message words it, ``cli_hint`` the same
+    advice for the command (an option, a command to run), and
+    :meth:`cli_message` the message the command shows.
+
+    Example:
+        >>> err = CatalogError("'x' exists. Pass overwrite=True.").with_cli_hint(
+        ...     "Pass overwrite=True.", "Pass --overwrite."
+        ... )
+        >>> str(err), err.cli_message()
+        ("'x' exists. Pass overwrite=True.", "'x' exists. Pass --overwrite.")
+    """
+
+    hint: str | None = None
+    """The advice the message gives that only a Python caller can follow."""
+    cli_hint: str | None = None
+    """The same advice for the ``atdata`` command; None when the message suits both."""
+
+    def with_cli_hint(self, hint: str, cli_hint: str) -> Self:
+        """Say the message's advice ``hint`` as ``cli_hint`` on the command line; returns self.
+
+        Example:
+            >>> ShardError("Bad. Pass x=1.").with_cli_hint("Pass x=1.", "Pass --x 1.").cli_hint
+            'Pass --x 1.'
+        """
+        self.hint = hint
+        self.cli_hint = cli_hint
+        return self
+
+    def cli_message(self) -> str:
+        """The message as the ``atdata`` command shows it: the CLI's advice for the Python one.
+
+        Example:
+            >>> ShardError("Bad. Pass x=1.").with_cli_hint("Pass x=1.", "Pass --x 1.").cli_message()
+            'Bad. Pass --x 1.'
+        """
+        text = str(self)
+        if self.hint is None or self.cli_hint is None:
+            return text
+        return text.replace(self.hint, self.cli_hint)
 
 
 class MissingDependencyError(AtdataError, ImportError):
@@ -179,6 +223,10 @@ class SchemaMismatchError(SchemaError):
         self.retyped = list(retyped)
         self.url = url
         self.key = key
+        hint = (
+            "Read them with the type they were written with (see `atdata schema show URL`), "
+            "or as DictSample."
+        )
         parts = []
         if self.missing:
             parts.append("missing fields " + ", ".join(self.missing))
@@ -189,10 +237,12 @@ class SchemaMismatchError(SchemaError):
         where = ""
         if url:
             where = f" in {url}" + (f" at key {key!r}" if key else "")
-        super().__init__(
-            f"Samples{where} do not match {type_name}: {'; '.join(parts)}. "
-            "Read them with the type they were written with (see `atdata schema show URL`), "
-            "or as DictSample."
+        super().__init__(f"Samples{where} do not match {type_name}: {'; '.join(parts)}. {hint}")
+        self.with_cli_hint(
+            hint,
+            "Give the type they were written with as --type (see `atdata schema show URL`), "
+            "or leave --type out to use the schema the manifests record, or one inferred from "
+            "the samples.",
         )
 
 
@@ -245,10 +295,9 @@ class ShardCorruptError(ShardError):
         self.reason = reason
         self.key = key
         at_key = f" (sample {key!r})" if key else ""
-        super().__init__(
-            f"Shard {url} is corrupt at byte {offset}{at_key}: {reason}. "
-            "Rewrite the shard, or read with handler='skip' to skip bad samples."
-        )
+        hint = "Rewrite the shard, or read with handler='skip' to skip bad samples."
+        super().__init__(f"Shard {url} is corrupt at byte {offset}{at_key}: {reason}. {hint}")
+        self.with_cli_hint(hint, "Rewrite the shard, or leave it out of the dataset.")
 
 
 class SampleNotFoundError(ShardError, KeyError):

@@ -120,10 +120,14 @@ class RecordPublisher(RecordReader):
         except RecordNotFoundError:
             return self.transport.put_record(rec.SCHEMA, rkey, record), True
         if rec.schema_definition(existing.value) != rec.schema_definition(record):
+            hint = "publish the change as a new version, e.g. @atdata.packable(version=...)."
             raise RecordConflictError(
                 f"Schema {nsid} version {schema.version} is already published ({existing.uri}) "
-                "with a different definition; publish the change as a new version, e.g. "
-                "@atdata.packable(version=...)."
+                f"with a different definition; {hint}"
+            ).with_cli_hint(
+                hint,
+                "publish the change as a new version: give the sample type one and rebuild "
+                "the manifests with it (atdata manifest build URL --force --type MODULE:CLASS).",
             )
         return existing, False
 
@@ -354,12 +358,20 @@ def _storage_kind(storage: str, shards: Sequence[str]) -> str:
         )
     if storage != "auto":
         if storage == "http" and not all(s.startswith(("http://", "https://")) for s in shards):
-            raise InvalidRecordError(
+            message = (
                 "storage='http' needs http(s):// shard URLs; "
                 "upload local shards with storage='blobs'."
             )
+            raise InvalidRecordError(message).with_cli_hint(
+                message,
+                "--storage http needs http(s):// shard URLs; upload local shards with "
+                "--storage blobs.",
+            )
         if storage == "s3" and not all(s.startswith("s3://") for s in shards):
-            raise InvalidRecordError("storage='s3' needs s3:// shard URLs.")
+            message = "storage='s3' needs s3:// shard URLs."
+            raise InvalidRecordError(message).with_cli_hint(
+                message, "--storage s3 needs s3:// shard URLs."
+            )
         return storage
     if all(s.startswith(("http://", "https://")) for s in shards):
         return "http"
@@ -379,9 +391,10 @@ def _schema_for(sample_type: type | Schema | None, shards: Sequence[str]) -> Sch
     try:
         return dataset_schema(list(shards))
     except Exception as exc:  # noqa: BLE001 - any failure means: we need the type
+        hint = "pass sample_type=."
         raise InvalidRecordError(
-            f"Cannot tell the sample schema of {shards[0]} ({exc}); pass sample_type=."
-        ) from None
+            f"Cannot tell the sample schema of {shards[0]} ({exc}); {hint}"
+        ).with_cli_hint(hint, "build the manifests first (atdata manifest build URL).") from None
 
 
 def _sha256(url: str) -> tuple[str, int]:
@@ -468,8 +481,9 @@ def _reshard(url: str, limit: int, folder: str) -> list[str]:
     too_big = [p for p in parts if os.path.getsize(p) > limit]
     if too_big:
         shutil.rmtree(folder, ignore_errors=True)
+        hint = "(storage='http' or 's3')."
         raise AtmosphereError(
             f"A sample of {url} is larger than the PDS blob limit ({limit} bytes); "
-            "store this dataset over HTTP or S3 instead (storage='http' or 's3')."
-        )
+            f"store this dataset over HTTP or S3 instead {hint}"
+        ).with_cli_hint(hint, "(--storage http or --storage s3).")
     return parts

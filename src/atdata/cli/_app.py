@@ -353,13 +353,23 @@ def preview(
         int,
         typer.Option("--width", min=8, help="Truncate strings and lists to this many characters."),
     ] = 80,
+    skip_corrupt: Annotated[
+        bool,
+        typer.Option(
+            "--skip-corrupt",
+            help="Skip samples that do not decode (and the rest of a damaged shard) "
+            "instead of failing; they are counted.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """The first samples, readably: arrays by shape, dtype and a few values; long strings cut."""
     from atdata.cli import _preview
 
     selected = [f.strip() for f in fields.split(",") if f.strip()] if fields else None
-    result = _preview.gather(target, limit=limit, fields=selected, width=width)
+    result = _preview.gather(
+        target, limit=limit, fields=selected, width=width, skip_corrupt=skip_corrupt
+    )
     if as_json:
         _emit(result)
     else:

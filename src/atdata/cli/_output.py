@@ -80,8 +80,15 @@ def print_error(message: str) -> None:
 
 
 def report_error(exc: BaseException) -> None:
-    """Print an atdata error the way every command does (``error: <message>``)."""
-    print_error(str(exc) or type(exc).__name__)
+    """Print an atdata error the way every command does (``error: <message>``).
+
+    An error whose advice is a Python argument (``handler='skip'``) is shown
+    with its advice for the command instead (:meth:`AtdataError.cli_message`).
+    """
+    from atdata.errors import AtdataError
+
+    message = exc.cli_message() if isinstance(exc, AtdataError) else str(exc)
+    print_error(message or type(exc).__name__)
 
 
 def human_bytes(size: float | None) -> str:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atdata.cli._output import console
 from atdata.cli._resolve import resolve
+
+if TYPE_CHECKING:
+    from atdata.shards.reader import ErrorHandler
 
 __all__ = ["describe_value", "gather", "json_value", "render", "type_label"]
 
@@ -21,22 +24,46 @@ _LIST_ITEMS = 5  # list items shown
 
 
 def gather(
-    target: str, *, limit: int = 5, fields: Sequence[str] | None = None, width: int = 80
+    target: str,
+    *,
+    limit: int = 5,
+    fields: Sequence[str] | None = None,
+    width: int = 80,
+    skip_corrupt: bool = False,
 ) -> dict[str, Any]:
     """Read the first ``limit`` samples (streaming only as far as needed).
 
+    Args:
+        target: the dataset.
+        limit: samples to show.
+        fields: the fields to show (default: all).
+        width: where strings and lists are cut.
+        skip_corrupt: skip samples that do not decode (and the rest of a shard
+            whose tar is damaged) instead of failing.
+
     Returns:
-        ``{"url", "samples": [{"key", "shard", "offset", "fields": {name: {...}}}]}``;
+        ``{"url", "num_shards", "samples": [{"key", "shard", "offset", "fields":
+        {name: {...}}}], "skipped": [{"shard", "offset", "key", "reason"}]}``;
         each field has ``type``, ``text`` (what a human sees) and ``value`` (JSON:
         strings whole, arrays summarised by shape, dtype and a few values), and
         an encoded array field its ``encoding`` (``"png"``, ``"jpeg"``, ``"zstd"``).
 
     Raises:
         SchemaError: ``fields`` names a field the samples do not have.
+        ShardCorruptError: a sample does not decode (without ``skip_corrupt``).
     """
+    from atdata.errors import ShardCorruptError
+
     resolved = resolve(target)
     samples = []
-    for shard, offset, (sample, encodings) in itertools.islice(_samples(resolved.shards), limit):
+    skipped: list[ShardCorruptError] = []
+    read = _samples(resolved.shards, skipped.append if skip_corrupt else "raise")
+    try:
+        first = list(itertools.islice(read, limit))
+    except ShardCorruptError as exc:
+        exc.cli_hint = _SKIP_HINT  # this command can skip them
+        raise
+    for shard, offset, (sample, encodings) in first:
         names = list(sample.keys())
         chosen = names if fields is None else _check_fields(fields, names, sample.__key__)
         described: dict[str, dict[str, Any]] = {}
@@ -51,14 +78,26 @@ def gather(
         samples.append(
             {"key": sample.__key__, "shard": shard, "offset": offset, "fields": described}
         )
-    return {"url": target, "num_shards": len(resolved.shards), "samples": samples}
+    return {
+        "url": target,
+        "num_shards": len(resolved.shards),
+        "samples": samples,
+        "skipped": [
+            {"shard": e.url, "offset": e.offset, "key": e.key, "reason": e.reason} for e in skipped
+        ],
+    }
 
 
-def _samples(shards: Sequence[str]) -> Iterator[tuple[str, int, tuple[Any, dict[str, str]]]]:
+_SKIP_HINT = "Rewrite the shard, or rerun with --skip-corrupt to skip bad samples."
+
+
+def _samples(
+    shards: Sequence[str], handler: ErrorHandler
+) -> Iterator[tuple[str, int, tuple[Any, dict[str, str]]]]:
     from atdata.shards import iter_shard
 
     for shard in shards:
-        for decoded, offset, _span in iter_shard(shard, _decode):
+        for decoded, offset, _span in iter_shard(shard, _decode, handler=handler):
             yield shard, offset, decoded
 
 
@@ -103,6 +142,16 @@ def render(result: Mapping[str, Any]) -> None:
 
     out = console()
     samples = result["samples"]
+    skipped = result.get("skipped") or []
+    if skipped:
+        first = skipped[0]
+        out.print(
+            Text(
+                f"Skipped {len(skipped)} corrupt sample{'s' if len(skipped) != 1 else ''} "
+                f"(first: {first['shard']} at byte {first['offset']}: {first['reason']}).",
+                style="yellow",
+            )
+        )
     if not samples:
         out.print(Text(f"No samples in {result['url']}.", style="yellow"))
         return

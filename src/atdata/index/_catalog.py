@@ -403,11 +403,14 @@ class Catalog:
         stored = json.loads(row[0])
         if _definition(stored) != _definition(schema):
             change, needed = _describe_change(stored, schema)
+            hint = f"bump it, e.g. @atdata.packable(version={needed!r})."
             raise SchemaError(
                 f"Schema {name!r} version {version} is already registered with a "
-                f"different definition ({change}). A changed "
-                "schema needs a new version: bump it, e.g. "
-                f"@atdata.packable(version={needed!r})."
+                f"different definition ({change}). A changed schema needs a new version: {hint}"
+            ).with_cli_hint(
+                hint,
+                f"give the sample type version {needed} and rebuild the manifests with it "
+                "(atdata manifest build URL --force --type MODULE:CLASS).",
             )
         if stored != schema:
             # Same definition, the class moved (e.g. from __main__ to a module):
@@ -560,11 +563,13 @@ class Catalog:
                 "SELECT created_at FROM datasets WHERE name = ?", (name,)
             ).fetchone()
             if existing is not None and not overwrite:
-                raise CatalogError(
-                    f"A dataset named {name!r} is already registered. Pass overwrite=True "
-                    "to replace it, remove it first (Catalog.remove_dataset), "
-                    "or pick another name."
+                hint = (
+                    "Pass overwrite=True to replace it, remove it first "
+                    "(Catalog.remove_dataset), or pick another name."
                 )
+                raise CatalogError(
+                    f"A dataset named {name!r} is already registered. {hint}"
+                ).with_cli_hint(hint, "Pass --overwrite to replace it, or pick another name.")
             schema_record = self._register_schema(conn, schema_name, schema_version, clean)
             now = _now()
             created = _parse_time(existing[0]) if existing is not None else now

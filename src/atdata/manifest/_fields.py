@@ -137,8 +137,15 @@ def to_arrow(column: Column, values: Sequence[Any]) -> pa.Array:
         return pa.array(fixed, type=target)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
         bad = next((v for v in values if v is not None), None)
+        hint = (
+            "Fix the sample type's annotation or mark the field "
+            "Annotated[..., atdata.ManifestField(indexed=False)]."
+        )
         raise ManifestError(
             f"manifest field {column.name!r} ({column.kind}, {vt}) cannot hold a value such as "
-            f"{bad!r:.60}: {exc}. Fix the sample type's annotation or mark the field "
-            "Annotated[..., atdata.ManifestField(indexed=False)]."
+            f"{bad!r:.60}: {exc}. {hint}"
+        ).with_cli_hint(
+            hint,
+            "Give the sample type as --type MODULE:CLASS, with this field's annotation fixed "
+            "or the field left out of the manifest.",
         ) from None
