@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from atdata.errors import QueryError
 from atdata.manifest._aggregates import FieldStats
+from atdata.manifest._arrow import FALSE, NULL, from_numpy, from_values, scalar, to_numpy
 from atdata.manifest._fields import TIMESTAMP, Column, value_class
 from atdata.manifest._merge import to_utc
 
@@ -442,10 +443,18 @@ def _nulls(n: int) -> pa.Array:
     return pa.nulls(n, pa.bool_())
 
 
-def _scalar(value: Any, array: pa.Array) -> Any:
-    if pa.types.is_timestamp(array.type):
-        return pa.scalar(value, type=TIMESTAMP)
-    return value
+def _scalar(value: Any, array: pa.Array) -> pa.Scalar:
+    """A constant as a scalar to compare with the array's values."""
+    kind = array.type
+    if pa.types.is_timestamp(kind):
+        return scalar(value, TIMESTAMP)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return scalar(value, pa.string())
+    if isinstance(value, bool):
+        return scalar(value, pa.bool_())
+    if isinstance(value, int) and -(2**63) <= value < 2**63:
+        return scalar(value, pa.int64())
+    return scalar(float(value), pa.float64())  # beyond int64, a float orders it the same
 
 
 def _numbers(array: pa.Array, values: Iterable[Any]) -> pa.Array:
@@ -473,7 +482,7 @@ def evaluate(expr: Expr, table: pa.Table) -> pa.Array:
     if isinstance(expr, Not):
         return pc.invert(evaluate(expr.part, table))
     if isinstance(expr, Lit):
-        return pa.array(np.full(n, expr.value, dtype=bool))
+        return from_numpy(np.full(n, expr.value, dtype=bool))
     if isinstance(expr, Opaque):
         return _nulls(n)
     if isinstance(expr, CmpFields):
@@ -487,9 +496,9 @@ def evaluate(expr: Expr, table: pa.Table) -> pa.Array:
     if isinstance(expr, IsNull):
         return pc.is_null(array)
     if pa.types.is_null(array.type):
-        return pa.array(np.zeros(n, dtype=bool)) if isinstance(expr, Truth) else _nulls(n)
+        return from_numpy(np.zeros(n, dtype=bool)) if isinstance(expr, Truth) else _nulls(n)
     if isinstance(expr, Truth):
-        return pc.fill_null(_truth_array(array), False)
+        return pc.fill_null(_truth_array(array), FALSE)
     if isinstance(expr, Cmp):
         value = expr.value
         if not (
@@ -503,28 +512,29 @@ def evaluate(expr: Expr, table: pa.Table) -> pa.Array:
     if isinstance(expr, In):
         values = expr.values
         if not values:
-            return pc.if_else(pc.is_valid(array), False, None)
+            return pc.if_else(pc.is_valid(array), FALSE, NULL)
         if pa.types.is_timestamp(array.type):
-            value_set = pa.array(values, type=TIMESTAMP)
+            value_set = from_values(values, TIMESTAMP)
         elif pa.types.is_string(array.type):
-            value_set = pa.array(values, type=pa.string())
+            value_set = from_values(values, pa.string())
         elif pa.types.is_boolean(array.type) and all(isinstance(v, bool) for v in values):
-            value_set = pa.array(values, type=pa.bool_())
+            value_set = from_values(values, pa.bool_())
         else:
             array = _numbers(array, values)
-            convert = int if pa.types.is_integer(array.type) else float
-            value_set = pa.array([convert(v) for v in values], type=array.type)
+            if pa.types.is_integer(array.type):
+                array = array.cast(pa.int64())
+                value_set = from_values([int(v) for v in values], pa.int64())
+            else:
+                value_set = from_values([float(v) for v in values], pa.float64())
         found = pc.is_in(array, value_set=value_set)
-        return pc.if_else(pc.is_valid(array), found, None)
+        return pc.if_else(pc.is_valid(array), found, NULL)
     if isinstance(expr, Has):
         flat = pc.list_flatten(array)
-        parents = np.asarray(pc.list_parent_indices(array))
-        scalar = _scalar(expr.value, flat)
-        hits = np.asarray(pc.fill_null(pc.equal(flat, scalar), False), dtype=bool)
+        parents = to_numpy(pc.list_parent_indices(array))
+        hits = to_numpy(pc.fill_null(pc.equal(flat, _scalar(expr.value, flat)), FALSE))
         mask = np.zeros(n, dtype=bool)
         mask[parents[hits]] = True
-        result = pa.array(mask)
-        return pc.if_else(pc.is_valid(array), result, None)
+        return pc.if_else(pc.is_valid(array), from_numpy(mask), NULL)
     raise TypeError(f"cannot evaluate {expr!r}")  # pragma: no cover
 
 
@@ -533,9 +543,9 @@ def _truth_array(array: pa.Array) -> pa.Array:
     if pa.types.is_boolean(kind):
         return array
     if pa.types.is_string(kind):
-        return pc.not_equal(array, "")
+        return pc.not_equal(array, scalar("", pa.string()))
     if pa.types.is_list(kind):
-        return pc.greater(pc.list_value_length(array), 0)
+        return pc.greater(pc.list_value_length(array), scalar(0, pa.int64()))
     if pa.types.is_timestamp(kind):
         return pc.is_valid(array)
-    return pc.not_equal(array, 0)
+    return pc.not_equal(array, scalar(0, pa.int64()))

@@ -1,9 +1,11 @@
-"""Shard pruning for SQL queries: DuckDB's parse tree, read into the predicate tree.
+"""Shard pruning for the SQL queries DuckDB runs: its parse tree, read into the predicate tree.
 
-DuckDB filters the rows itself (so the SQL semantics are DuckDB's own); this
-module only reads the ``WHERE`` clause's parse tree (``json_serialize_sql``)
-into the expression tree of :mod:`atdata.manifest._expr`, so that shards whose
-aggregates rule the clause out are not read at all. Anything it does not
+A clause atdata's own parser (:mod:`atdata.manifest._sqlparse`) does not take
+is filtered by DuckDB (so its SQL semantics are DuckDB's own); this module only
+reads the ``WHERE`` clause's parse tree (``json_serialize_sql``) into the
+expression tree of :mod:`atdata.manifest._expr`, building the nodes with the
+same :class:`~atdata.manifest._sqlterms.SqlTerms` as the parser, so that shards
+whose aggregates rule the clause out are not read at all. Anything it does not
 recognise (functions, casts to other types, arithmetic, another DuckDB
 version's tree layout) becomes :class:`~atdata.manifest._expr.Opaque`, which
 prunes nothing: the answer never depends on this module, only the speed.
@@ -11,27 +13,12 @@ prunes nothing: the answer never depends on this module, only the speed.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from atdata.errors import QueryError
-from atdata.manifest._expr import (
-    FLIPPED,
-    And,
-    Cmp,
-    Expr,
-    Has,
-    In,
-    IsNull,
-    Not,
-    Opaque,
-    Or,
-    Truth,
-    coerce_constant,
-)
-from atdata.manifest._fields import Column
+from atdata.manifest._expr import FLIPPED, And, Expr, Lit, Not, Opaque, Or
+from atdata.manifest._sqlterms import CONTAINS, SqlTerms, Typed, Unsupported, number
 
 __all__ = ["sql_predicate"]
 
@@ -43,23 +30,15 @@ _COMPARE = {
     "COMPARE_LESSTHANOREQUALTO": "<=",
     "COMPARE_GREATERTHANOREQUALTO": ">=",
 }
-_CONTAINS = frozenset({"list_contains", "list_has", "array_contains", "array_has"})
-_TIMESTAMPS = frozenset(
-    {"TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE", "DATETIME", "TIMESTAMP_US"}
-)
 
 
-class _Unknown(Exception):  # noqa: N818 - internal control flow, never escapes
-    pass
-
-
-def sql_predicate(clause: str, cursor: Any, columns: Mapping[str, Column]) -> Expr:
+def sql_predicate(clause: str, cursor: Any, terms: SqlTerms) -> Expr:
     """The clause as an expression tree for pruning (``Opaque`` where not understood).
 
     Args:
         clause: a SQL ``WHERE`` clause.
         cursor: a DuckDB cursor (only its parser is used).
-        columns: the dataset's manifest columns.
+        terms: the dataset's columns, as SQL sees them.
     """
     try:
         rows = cursor.sql(
@@ -74,117 +53,89 @@ def sql_predicate(clause: str, cursor: Any, columns: Mapping[str, Column]) -> Ex
         where = tree["statements"][0]["node"]["where_clause"]
     except (KeyError, IndexError, TypeError):
         return Opaque(clause)
-    return _Reader(columns).boolean(where)
+    return _Reader(terms).boolean(where)
 
 
 class _Reader:
-    def __init__(self, columns: Mapping[str, Column]) -> None:
-        self.columns = columns
+    def __init__(self, terms: SqlTerms) -> None:
+        self.terms = terms
 
     def boolean(self, node: Any) -> Expr:
         try:
             return self._boolean(node)
-        except (_Unknown, QueryError, KeyError, TypeError, ValueError, IndexError):
-            return Opaque("sql")
+        except (Unsupported, QueryError, KeyError, TypeError, ValueError, IndexError):
+            return Opaque("sql")  # DuckDB reports what is wrong with it when it runs
 
     def _boolean(self, node: dict[str, Any]) -> Expr:
         kind = node.get("type")
+        terms = self.terms
         if kind in ("CONJUNCTION_AND", "CONJUNCTION_OR"):
             parts = tuple(self.boolean(c) for c in node["children"])
             return And(parts) if kind == "CONJUNCTION_AND" else Or(parts)
         if kind == "OPERATOR_NOT":
             return Not(self.boolean(node["children"][0]))
         if kind in _COMPARE:
-            return self.compare(_COMPARE[kind], node["left"], node["right"])
+            left, right, op = node["left"], node["right"], _COMPARE[kind]
+            if left.get("type") != "COLUMN_REF":
+                left, right, op = right, left, FLIPPED[op]
+            return terms.compare(self.name(left), op, self.literal(right))
         if kind in ("COMPARE_IN", "COMPARE_NOT_IN"):
-            field = self.column(node["children"][0])
-            values = tuple(self.constant(c, field) for c in node["children"][1:])
-            if any(v is None for v in values):
-                raise _Unknown  # NULL in an IN list: leave SQL's rules to DuckDB
-            expr: Expr = In(field.name, values)
+            first, *rest = node["children"]
+            expr = terms.member(self.name(first), [self.literal(c) for c in rest])
             return expr if kind == "COMPARE_IN" else Not(expr)
         if kind == "COMPARE_BETWEEN":
-            field = self.column(node["input"])
-            low = self.constant(node["lower"], field)
-            high = self.constant(node["upper"], field)
-            return And((Cmp(field.name, ">=", low), Cmp(field.name, "<=", high)))
+            low, high = self.literal(node["lower"]), self.literal(node["upper"])
+            return terms.between(self.name(node["input"]), low, high)
         if kind in ("OPERATOR_IS_NULL", "OPERATOR_IS_NOT_NULL"):
-            field = self.column(node["children"][0])
-            test = IsNull(field.name)
+            test = terms.is_null(self.name(node["children"][0]))
             return test if kind == "OPERATOR_IS_NULL" else Not(test)
-        if kind == "FUNCTION" and str(node.get("function_name", "")).lower() in _CONTAINS:
+        if kind == "FUNCTION" and str(node.get("function_name", "")).lower() in CONTAINS:
             raw = node.get("children") or node.get("arguments") or []
-            args = [a.get("expression", a) for a in raw]
-            field = self.column(args[0])
-            if field.kind != "set":
-                raise _Unknown
-            return Has(field.name, self.constant(args[1], field))
+            field, value = [a.get("expression", a) for a in raw]
+            return terms.contains(self.name(field), self.literal(value))
         if kind == "COLUMN_REF":
-            field = self.column(node)
-            if field.value_type != "bool":
-                raise _Unknown
-            return Truth(field.name)
-        raise _Unknown
+            return terms.truth(self.name(node))
+        if kind == "VALUE_CONSTANT":
+            value = _literal(node)
+            if isinstance(value, bool):
+                return Lit(value)
+        raise Unsupported
 
-    def column(self, node: dict[str, Any]) -> Column:
-        if node.get("type") != "COLUMN_REF":
-            raise _Unknown
-        name = node["column_names"][-1]
-        if name not in self.columns:
-            raise _Unknown  # DuckDB names the unknown column when it runs
-        return self.columns[name]
+    def name(self, node: dict[str, Any]) -> str:
+        """The column a ``COLUMN_REF`` names (raises ``Unsupported`` for anything else)."""
+        if node.get("type") != "COLUMN_REF" or len(node["column_names"]) != 1:
+            raise Unsupported
+        return str(node["column_names"][0])
 
-    def compare(self, op: str, left: dict[str, Any], right: dict[str, Any]) -> Expr:
-        if left.get("type") != "COLUMN_REF":
-            left, right, op = right, left, FLIPPED[op]
-        field = self.column(left)
-        if field.kind == "set":
-            raise _Unknown
-        value = self.constant(right, field)
-        if value is None:
-            raise _Unknown  # `= NULL` is never true in SQL; DuckDB will say so
-        return Cmp(field.name, op, value)
-
-    def constant(self, node: dict[str, Any], field: Column) -> Any:
-        """A literal, in the field's terms (raises ``_Unknown`` or ``QueryError``)."""
+    def literal(self, node: dict[str, Any]) -> Any:
+        """A constant's value; a ``Typed`` for a cast of a string (``TIMESTAMP '...'``)."""
         if node.get("type") == "OPERATOR_CAST":
             target = node.get("type_expr", {}).get("type_name") or node.get("cast_type", {}).get(
                 "id"
             )
-            if str(target).upper() not in _TIMESTAMPS:
-                raise _Unknown
             text = _literal(node["child"])
             if not isinstance(text, str):
-                raise _Unknown
-            return coerce_constant(field, dt.datetime.fromisoformat(text))
-        value = _literal(node)
-        if value is None:
-            return None
-        if field.value_type == "bool" and isinstance(value, int | float):
-            raise _Unknown  # SQL casts numbers to booleans its own way
-        if field.value_type in ("int", "float") and isinstance(value, bool):
-            raise _Unknown
-        return coerce_constant(field, value)
+                raise Unsupported
+            return Typed(str(target), text)
+        return _literal(node)
 
 
 def _literal(node: dict[str, Any]) -> Any:
     """A constant's Python value, from DuckDB 1.x or 2.x parse trees."""
     if node.get("type") != "VALUE_CONSTANT":
-        raise _Unknown
+        raise Unsupported
     literal = node.get("literal")
     if isinstance(literal, dict):  # DuckDB 2.x: {"kind": ..., "text": ...}
         kind, text = literal.get("kind"), str(literal.get("text", ""))
         if kind == "STRING":
             return text
-        if kind == "INTEGER":
-            return int(text)
-        if kind == "NUMERIC":
-            return float(text)
+        if kind in ("INTEGER", "NUMERIC"):
+            return number(text)
         if kind == "BOOLEAN":
             return str(text).lower() == "true"
         if kind == "NULL_LITERAL":
             return None
-        raise _Unknown
+        raise Unsupported
     value = node.get("value")
     if isinstance(value, dict):  # DuckDB 1.x: {"type": {"id": ...}, "is_null": ..., "value": ...}
         if value.get("is_null"):
@@ -194,11 +145,11 @@ def _literal(node: dict[str, Any]) -> Any:
         if type_id in ("INTEGER", "BIGINT", "SMALLINT", "TINYINT", "HUGEINT") and isinstance(
             raw, int
         ):
-            return raw
+            return number(str(raw))
         if type_id in ("DOUBLE", "FLOAT") and isinstance(raw, int | float):
             return float(raw)
         if type_id == "VARCHAR" and isinstance(raw, str):
             return raw
         if type_id == "BOOLEAN" and isinstance(raw, bool):
             return raw
-    raise _Unknown
+    raise Unsupported

@@ -9,7 +9,12 @@ A ``where=`` query runs in two phases:
    (``pyarrow.compute``); the parts of a predicate that could not be translated
    are settled by calling it on the rows still undecided.
 
-A ``sql=`` query hands a ``WHERE`` clause to DuckDB over the same rows.
+A ``sql=`` query follows the same plan when atdata's own parser reads its
+``WHERE`` clause (comparisons, ``IN``, ``BETWEEN``, ``IS NULL``,
+``list_contains``, ``AND``/``OR``/``NOT``: :mod:`atdata.manifest._sqlparse`),
+with SQL's rules for missing values; any other clause is run by DuckDB over
+the same rows, pruned with the parse tree DuckDB reads. ``QueryResult.engine``
+says which ran.
 
 Example:
     >>> result = ds.query(where=lambda m: m.confidence > 0.9 and m.label in ["dog", "cat"])
@@ -36,12 +41,15 @@ import pyarrow.compute as pc
 from atdata import observability as obs
 from atdata.errors import QueryError, SampleNotFoundError
 from atdata.manifest._aggregates import merge
-from atdata.manifest._expr import Lit, bounds, evaluate
+from atdata.manifest._arrow import FALSE, from_numpy, scalar, to_numpy
+from atdata.manifest._expr import Expr, Lit, bounds, evaluate, simplify
 from atdata.manifest._fields import Column
 from atdata.manifest._format import KEY, OFFSET, SIZE, ShardManifest
 from atdata.manifest._header import NumericAggregate
 from atdata.manifest._lambda import Predicate, compile_where
 from atdata.manifest._sql import sql_predicate
+from atdata.manifest._sqlparse import parse_where
+from atdata.manifest._sqlterms import SqlTerms
 from atdata.manifest.loader import concurrent_map, load_all, missing_manifest
 from atdata.sample import DictSample
 from atdata.shards.reader import SampleLocation, read_samples
@@ -92,6 +100,9 @@ class QueryResult(Sequence[SampleLocation]):
     Locations are built on access, so a result of millions of samples stays
     small. ``shards_pruned`` shards were ruled out by their aggregates (their
     rows were never read), ``shards_scanned`` had their rows filtered.
+    ``engine`` is ``"arrow"`` when the rows were filtered with
+    ``pyarrow.compute`` (with ``vectorized`` False when a ``where=`` function
+    also ran on some rows), ``"duckdb"`` when DuckDB ran a SQL clause.
 
     Example:
         >>> result = ds.query(where=lambda m: m.label == "dog")
@@ -110,6 +121,7 @@ class QueryResult(Sequence[SampleLocation]):
         shards_without_manifest: int = 0,
         predicate: str = "",
         vectorized: bool = True,
+        engine: str = "arrow",
         seconds: float = 0.0,
         wrap: Callable[[ShardSet], Any] | None = None,
     ) -> None:
@@ -122,6 +134,7 @@ class QueryResult(Sequence[SampleLocation]):
         self.shards_without_manifest = shards_without_manifest
         self.predicate = predicate
         self.vectorized = vectorized
+        self.engine = engine
         self.seconds = seconds
 
     @property
@@ -208,7 +221,12 @@ class QueryResult(Sequence[SampleLocation]):
                 yield from chunk
 
     def materialize(
-        self, pattern: str, *, provenance: Mapping[str, Any] | None = None, **writer_options: Any
+        self,
+        pattern: str,
+        *,
+        provenance: Mapping[str, Any] | None = None,
+        progress: bool | None = None,
+        **writer_options: Any,
     ) -> Any:
         """Copy the matching samples into a new dataset, with manifests.
 
@@ -218,6 +236,8 @@ class QueryResult(Sequence[SampleLocation]):
         Args:
             pattern: output shard pattern, e.g. ``"out/shard-%06d.tar"`` or ``s3://...``.
             provenance: extra provenance for the new manifests.
+            progress: show a progress bar (samples copied, of the matches) on
+                stderr; None: only when stderr is a terminal.
             **writer_options: passed to :class:`~atdata.ShardWriter` (``maxcount``...).
 
         Returns:
@@ -251,7 +271,9 @@ class QueryResult(Sequence[SampleLocation]):
                 typed = None
         prov = {"parent_shards": self.shards, "query": self.predicate, **(provenance or {})}
         writer_options.setdefault("manifest", True)
-        with ShardWriter(pattern, provenance=prov, **writer_options) as sink:
+        with ShardWriter(
+            pattern, provenance=prov, progress=progress, progress_total=self.count, **writer_options
+        ) as sink:
             for loc, packed in self.read():
                 if typed is not None:
                     sink.write(WdsRecord(loc.key, packed, typed.from_bytes(packed, loc.key)))
@@ -286,6 +308,17 @@ def _known_columns(manifests: Sequence[ShardManifest]) -> dict[str, Column]:
     columns = {name: Column(name, kind, vt) for name, (kind, vt) in seen.items()}
     columns[KEY] = _KEY_COLUMN
     return columns
+
+
+def _nan_fields(manifests: Sequence[ShardManifest]) -> set[str]:
+    """Float fields that may hold NaN in some shard (a NaN-free one has a numeric aggregate
+    that counts none)."""
+    return {
+        name
+        for m in manifests
+        for name, agg in m.parsed.aggregates.items()
+        if agg.type == "float" and not (isinstance(agg, NumericAggregate) and agg.nans == 0)
+    }
 
 
 def _naive_time_fields(manifests: Sequence[ShardManifest]) -> set[str]:
@@ -372,7 +405,7 @@ _BATCH = 64
 def _stack(tables: Sequence[pa.Table]) -> pa.Table:
     """One table of many shards' rows, with each row's shard (its index) in ``__shard__``."""
     tagged = [
-        t.append_column(_SHARD, pa.array(np.full(t.num_rows, i, dtype=np.int32)))
+        t.append_column(_SHARD, from_numpy(np.full(t.num_rows, i, dtype=np.int32)))
         for i, t in enumerate(tables)
     ]
     return pa.concat_tables(tagged, promote_options="permissive")
@@ -380,10 +413,10 @@ def _stack(tables: Sequence[pa.Table]) -> pa.Table:
 
 def _split(found: pa.Table, manifests: Sequence[ShardManifest]) -> list[_Part]:
     """Matches (in shard order) cut back into one part per shard."""
-    shard_ids = np.asarray(found.column(_SHARD), dtype=np.int64)
+    shard_ids = to_numpy(found.column(_SHARD)).astype(np.int64)
     keys = found.column(KEY).combine_chunks()
-    offsets = np.asarray(found.column(OFFSET), dtype=np.int64)
-    sizes = np.asarray(found.column(SIZE), dtype=np.int64)
+    offsets = to_numpy(found.column(OFFSET)).astype(np.int64)
+    sizes = to_numpy(found.column(SIZE)).astype(np.int64)
     cuts = (np.flatnonzero(np.diff(shard_ids)) + 1).tolist()
     return [
         _Part(manifests[int(shard_ids[a])].shard, keys[a:b], offsets[a:b], sizes[a:b])
@@ -412,26 +445,49 @@ def _scan(
     return parts
 
 
-def _where_selector(
-    predicate: Predicate, known: Mapping[str, Column], naive: set[str]
-) -> Callable[[pa.Table, Sequence[ShardManifest]], pa.Table]:
+_Selector = Callable[[pa.Table, Sequence[ShardManifest]], pa.Table]
+_Settle = Callable[[pa.Table, Sequence[ShardManifest]], np.ndarray]
+
+
+def _selector(expr: Expr, settle: _Settle | None = None) -> _Selector:
+    """Keeps the rows where ``expr`` is true (vectorised).
+
+    Rows its ``Opaque`` parts leave undecided go to ``settle`` (the rows, the
+    batch's manifests), which says which of them match.
+    """
+
     def select(table: pa.Table, batch: Sequence[ShardManifest]) -> pa.Table:
-        if isinstance(predicate.expr, Lit) and predicate.expr.value:
+        if isinstance(expr, Lit) and expr.value:
             return table
-        result = evaluate(predicate.expr, table)
-        mask = pc.fill_null(result, False)
-        if predicate.expr.has_opaque():
-            undecided = pc.fill_null(pc.is_null(result), False)
-            if pc.any(undecided).as_py():
-                rows = np.flatnonzero(np.asarray(undecided))
-                shards = [m.shard for m in batch]
-                decided = _per_row(predicate, table.take(rows), known, naive, shards)
-                full = np.asarray(mask, dtype=bool).copy()
-                full[rows] = decided
-                mask = pa.array(full)
+        result = evaluate(expr, table)
+        mask = pc.fill_null(result, FALSE)
+        if settle is not None and expr.has_opaque():
+            undecided = to_numpy(pc.is_null(result))
+            if undecided.any():
+                rows = np.flatnonzero(undecided)
+                full = to_numpy(mask).copy()
+                full[rows] = settle(table.take(from_numpy(rows)), batch)
+                mask = from_numpy(full)
         return table.filter(mask)
 
     return select
+
+
+def _per_row_settle(predicate: Predicate, known: Mapping[str, Column], naive: set[str]) -> _Settle:
+    def settle(rows: pa.Table, batch: Sequence[ShardManifest]) -> np.ndarray:
+        return _per_row(predicate, rows, known, naive, [m.shard for m in batch])
+
+    return settle
+
+
+def _row_columns(fields: set[str]) -> list[str]:
+    """The columns to read for a predicate over ``fields``: the location, then the fields."""
+    return [KEY, OFFSET, SIZE, *sorted(fields - {KEY})]
+
+
+def _unpruned(manifests: Sequence[ShardManifest], expr: Expr) -> list[ShardManifest]:
+    """The shards whose aggregates do not rule ``expr`` out."""
+    return [m for m in manifests if bounds(expr, m.stats)[0]]
 
 
 def run_query(
@@ -446,7 +502,8 @@ def run_query(
     Args:
         source: the shards.
         where: a predicate over manifest fields (``lambda m: m.confidence > 0.9``).
-        sql: or a SQL ``WHERE`` clause, run by DuckDB. With neither, every sample matches.
+        sql: or a SQL ``WHERE`` clause (run by DuckDB when atdata's parser does not
+            read it). With neither, every sample matches.
         wrap: turns the shards of :meth:`QueryResult.materialize` into what it returns.
 
     Raises:
@@ -475,16 +532,24 @@ def run_query(
                 hint="build them with `atdata manifest build URL`",
             )
         known = _known_columns(manifests)
+        fill = _fill_types(known)
         if sql is not None:
             clause = _clause(sql)
-            cursor = _duckdb_cursor()
-            try:
-                expr = sql_predicate(clause, cursor, known)
-                keep = [m for m in manifests if bounds(expr, m.stats)[0]]
-                parts = _run_sql(keep, clause, known, cursor)
-            finally:
-                cursor.close()
-            pruned, scanned = len(manifests) - len(keep), len(keep)
+            terms = SqlTerms(known, nan_fields=_nan_fields(manifests), other_names=_DUCKDB_ONLY)
+            expr = parse_where(clause, terms) if _ARROW_SQL else None
+            if expr is not None:
+                expr = simplify(expr)
+                keep = _unpruned(manifests, expr)
+                parts = _scan(keep, _row_columns(expr.fields()), fill, _selector(expr))
+                engine = "arrow"
+            else:
+                cursor = _duckdb_cursor()
+                try:
+                    keep = _unpruned(manifests, sql_predicate(clause, cursor, terms))
+                    parts = _run_sql(keep, clause, known, cursor)
+                finally:
+                    cursor.close()
+                engine = "duckdb"
             label, vectorized = clause, True
         else:
             predicate = (
@@ -492,13 +557,12 @@ def run_query(
                 if where is not None
                 else Predicate(Lit(True), set(), lambda m: True)
             )
-            keep = [m for m in manifests if bounds(predicate.expr, m.stats)[0]]
-            pruned, scanned = len(manifests) - len(keep), len(keep)
-            naive = _naive_time_fields(manifests)
-            columns = [KEY, OFFSET, SIZE, *sorted(predicate.fields - {KEY})]
-            select = _where_selector(predicate, known, naive)
-            parts = _scan(keep, columns, _fill_types(known), select)
-            label, vectorized = str(predicate), predicate.vectorized
+            keep = _unpruned(manifests, predicate.expr)
+            settle = _per_row_settle(predicate, known, _naive_time_fields(manifests))
+            select = _selector(predicate.expr, settle)
+            parts = _scan(keep, _row_columns(predicate.fields), fill, select)
+            label, vectorized, engine = str(predicate), predicate.vectorized, "arrow"
+        pruned, scanned = len(manifests) - len(keep), len(keep)
         seconds = time.perf_counter() - started
         obs.metrics.shards_pruned.inc(pruned)
         obs.metrics.shards_scanned.inc(scanned)
@@ -509,6 +573,7 @@ def run_query(
             shards_pruned=pruned,
             shards_scanned=scanned,
             vectorized=vectorized,
+            engine=engine,
             duration_s=round(seconds, 6),
         )
     return QueryResult(
@@ -519,6 +584,7 @@ def run_query(
         shards_without_manifest=missing,
         predicate=label,
         vectorized=vectorized,
+        engine=engine,
         seconds=seconds,
         wrap=wrap,
     )
@@ -527,15 +593,20 @@ def run_query(
 # -- SQL ------------------------------------------------------------------------------------
 
 _SHARD = "__shard__"
+_DUCKDB_ONLY = (OFFSET, SIZE, _SHARD, "manifest")
+"""Names a clause may use beyond the fields, which only DuckDB's ``manifest`` table has."""
+_ARROW_SQL = True
+"""Whether clauses atdata's parser reads run without DuckDB (tests turn it off to compare)."""
 _MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
 
 
 def _sql_columns(sql: str, known: Mapping[str, Column]) -> list[str]:
-    """Manifest columns a WHERE clause may read (a superset: any name it mentions)."""
+    """Manifest columns a WHERE clause may read (a superset: any name it mentions, in
+    any case, as SQL names are case-insensitive)."""
     if "*" in sql or "columns(" in sql.lower():
         return list(known)
-    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql))
-    return [name for name in known if name in words]
+    words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql)}
+    return [name for name in known if name.lower() in words]
 
 
 _DUCKDB: dict[int, Any] = {}  # process id -> base connection (connecting costs ~20 ms)
@@ -637,7 +708,7 @@ def locate_key(source: ShardSet, key: str) -> SampleLocation:
         batch = candidates[start : start + window]
         tables = concurrent_map(lambda m: m.read_table([KEY, OFFSET, SIZE]), batch, remote=remote)
         for m, table in zip(batch, tables, strict=True):
-            hits = np.flatnonzero(np.asarray(pc.equal(table.column(KEY), key)))
+            hits = np.flatnonzero(to_numpy(pc.equal(table.column(KEY), scalar(key, pa.string()))))
             if len(hits):
                 i = int(hits[0])
                 return SampleLocation(
