@@ -1,4 +1,4 @@
-"""The fast path (``atdata --help``, plain ``atdata inspect``) prints what the typer app prints."""
+"""The fast paths (``--help``, plain ``inspect`` and ``query``) print what the typer app prints."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from atdata.cli import main
 from atdata.cli._app import app, run
 from atdata.cli._commands import COMMANDS, OPTIONS, SUBCOMMANDS, top_help
 from atdata.cli._fast import dispatch
-from atdata.errors import UnreadableURLError
+from atdata.errors import QueryError, UnreadableURLError
 
 
 @atdata.packable
@@ -106,11 +106,62 @@ def test_inspect_is_identical(
     assert fast[0] == (1 if missing in args or "@local/nope" in args else 0)
 
 
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["query", "DATA", "x > 2"], 0),
+        (["query", "DATA", "x > 2", "--count"], 0),
+        (["query", "-c", "DATA", "name = 'p1'"], 0),
+        (["query", "DATA", "x > 2", "--json"], 0),
+        (["query", "DATA", "x > 2", "--json", "--limit", "2"], 0),
+        (["query", "DATA", "x > 2", "-n", "2"], 0),
+        (["query", "DATA", "x > 2", "--limit", "0"], 0),
+        (["query", "DATA", "name LIKE 'p%'", "-n", "1"], 0),  # run by DuckDB
+        (["query", "DATA", "x > 100"], 0),  # no match
+        (["query", "DATA", "nmae = 'p1'"], 1),  # unknown field
+        (["query", "DATA", "x > 'a' AND"], 1),  # a syntax error, in DuckDB's words
+        (["query", "DATA", "name > 3", "--json"], 1),  # a constant of the wrong type
+        (["query", "DATA", "  "], 1),
+        (["query", "MISSING", "x > 2"], 1),
+        (["query", "@local/nope", "x > 2", "--count"], 1),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
+)
+def test_query_is_identical(
+    args: list[str],
+    code: int,
+    dataset: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    missing = dataset.replace("points", "pionts")
+    args = [{"DATA": dataset, "MISSING": missing}.get(a, a) for a in args]
+    fast, slow = both(args, capsys)
+    assert fast == slow
+    assert fast[0] == code
+    assert (fast[2].startswith("error: ") and not fast[1]) if code else not fast[2]
+
+
+def test_query_without_limit_shows_twenty_matches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with atdata.ShardWriter(str(tmp_path / "shard-%06d.tar")) as sink:
+        for i in range(30):
+            sink.write(Point(x=i, name="p"))
+    assert main(["query", str(tmp_path / "shard-000000.tar"), "x >= 0"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("sample_000000") == 20
+    assert "30 matches (20 shown; --limit 0 for all)" in out
+
+
 def test_debug_raises_on_the_fast_path_too(dataset: str) -> None:
     with pytest.raises(UnreadableURLError):
         main(["--debug", "inspect", dataset + "x"])
     with pytest.raises(UnreadableURLError):
         main(["inspect", dataset + "x", "--debug"])
+    with pytest.raises(QueryError):
+        main(["query", dataset, "nmae = 'p1'", "--debug"])
 
 
 @pytest.mark.parametrize(
@@ -125,6 +176,15 @@ def test_debug_raises_on_the_fast_path_too(dataset: str) -> None:
         ["schema", "show", "x"],
         ["--help", "inspect"],
         ["--version", "inspect", "x"],
+        ["query", "a"],
+        ["query", "a", "b", "c"],
+        ["query", "a", "b", "--limit"],
+        ["query", "a", "b", "--limit", "-1"],
+        ["query", "a", "b", "--limit", "x"],
+        ["query", "a", "b", "--limit=3"],
+        ["query", "a", "b", "-n", "2", "-n", "3"],
+        ["query", "a", "b", "-cn", "2"],
+        ["query", "a", "b", "--help"],
     ],
     ids=" ".join,
 )

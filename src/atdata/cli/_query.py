@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
-from atdata.cli._output import console, human_bytes, make_table
+from atdata.cli._output import console, emit_json, human_bytes, make_table
 from atdata.cli._resolve import resolve
 
-__all__ = ["render", "run"]
+__all__ = ["render", "run", "show"]
+
+TABLE_ROWS = 20
+"""Matches the table shows unless ``--limit`` says otherwise (``--json`` gives all)."""
+
+
+def show(
+    target: str,
+    where: str,
+    *,
+    count_only: bool = False,
+    limit: int | None = None,
+    as_json: bool = False,
+) -> None:
+    """Run the query and print it as ``atdata query`` does: JSON, the count, or a table.
+
+    ``limit`` None shows :data:`TABLE_ROWS` matches in the table and all of them as JSON.
+    """
+    shown = limit if as_json or limit is not None else TABLE_ROWS
+    result = run(target, where, count_only=count_only, limit=shown)
+    if as_json:
+        emit_json(result)
+    else:
+        render(result)
 
 
 def run(
     target: str, where: str, *, count_only: bool = False, limit: int | None = None
 ) -> dict[str, Any]:
-    """Run ``where`` (a SQL condition, by DuckDB) over the manifests of ``target``.
+    """Run ``where`` (a SQL condition) over the manifests of ``target``.
+
+    Common conditions run on the manifest rows directly, the rest by DuckDB (see
+    ``docs/query.md``).
 
     Args:
         target: the dataset.
@@ -71,12 +98,12 @@ def run(
 
 def render(result: Mapping[str, Any]) -> None:
     """The count alone (``--count``), or a table of matches and a summary line."""
+    if "matches" not in result:
+        sys.stdout.write(f"{result['count']}\n")  # no rich needed for a number
+        return
     from rich.text import Text
 
     out = console()
-    if "matches" not in result:
-        out.print(str(result["count"]))
-        return
     matches = result["matches"]
     if matches:
         table = make_table()
