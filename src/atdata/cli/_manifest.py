@@ -32,20 +32,24 @@ def build(target: str, *, force: bool = False, sample_type: str | None = None) -
         inferred) has the recorded ``schema`` name, its ``fields`` and the
         fields ``left_out`` (name -> why), plus a ``hint`` on giving ``--type``.
     """
-    from atdata.manifest.builder import build as build_manifests
-
     resolved = resolve(target)
+    headers = _headers(resolved.shards)
+    work = force or any(h is None for h in headers)
     tp: type | None = None
     type_from = None
     if sample_type is not None:
         tp, type_from = import_type(sample_type), "--type"
     elif resolved.record is not None:
         tp, type_from = _type_of(resolved.record.schema), "index"
-    else:
-        recorded = _recorded_schema(resolved.shards, force=force)
+    elif work:
+        recorded = _recorded_schema(headers)
         if recorded is not None:
             tp, type_from = _type_of(recorded), "manifests"
-    built = build_manifests(resolved.shards, tp, overwrite=force)
+    built: list[str] = []
+    if work:  # else nothing to do, known from the headers alone (no pyarrow, no numpy)
+        from atdata.manifest.builder import build as build_manifests
+
+        built = build_manifests(resolved.shards, tp, overwrite=force)
     done = set(built)
     return {
         "url": target,
@@ -57,25 +61,45 @@ def build(target: str, *, force: bool = False, sample_type: str | None = None) -
     }
 
 
+def _headers(shards: list[str]) -> list[dict[str, Any] | None]:
+    """Each shard's manifest header; None where there is none, ``{}`` where it is unreadable
+    (a manifest all the same: ``--force`` rebuilds it)."""
+    from atdata.cli._headers import read_headers
+    from atdata.errors import ManifestError
+
+    try:
+        return read_headers(shards)
+    except ManifestError:
+        pass
+    out: list[dict[str, Any] | None] = []
+    for shard in shards:
+        try:
+            out.extend(read_headers([shard]))
+        except ManifestError:
+            out.append({})
+    return out
+
+
 def _type_of(schema: Mapping[str, Any]) -> type:
     from atdata.sample import Schema
 
     return Schema.from_json(schema).to_type()
 
 
-def _recorded_schema(shards: list[str], *, force: bool) -> dict[str, Any] | None:
-    """The sample type the dataset's manifests record, when some shards need one built.
+def _recorded_schema(headers: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The sample type the dataset's manifests record, for the shards built without one.
 
     Manifests whose schema was inferred from the samples (or that name the
     untyped ``DictSample``) record no type: those shards are inferred again.
     """
-    from atdata.cli._headers import dataset_schema, read_headers
+    from atdata.cli._headers import dataset_schema
+    from atdata.errors import ManifestError
 
-    headers = read_headers(shards)
-    if not force and all(h is not None for h in headers):
-        return None  # nothing to build
     typed = [h for h in headers if h is not None and _records_a_type(h.get("schema"))]
-    return dataset_schema(typed)
+    try:
+        return dataset_schema(typed)
+    except ManifestError:  # schemas that do not merge: infer instead
+        return None
 
 
 def _records_a_type(schema: Any) -> bool:
@@ -176,5 +200,5 @@ def render(result: Mapping[str, Any]) -> None:
 _TYPE_ORIGINS = {
     "--type": "--type",
     "index": "the schema registered for it",
-    "manifests": "the schema its other manifests record",
+    "manifests": "the schema its manifests record",
 }
