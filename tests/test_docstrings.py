@@ -74,16 +74,7 @@ ERRORS_NEED_NO_EXAMPLE = "atdata.errors"
 # Objects whose source files are being rewritten in a concurrent change (the
 # manifest header/format/query rewrite); their docstrings come with it. Remove a
 # name as soon as it has an example (test_exemptions_are_still_needed says so).
-PENDING_REWRITE = {
-    "atdata.QueryResult.count",
-    "atdata.QueryResult.keys",
-    "atdata.QueryResult.read",
-    "atdata.QueryResult.shards",
-    "atdata.QueryResult.to_arrow",
-    "atdata.manifest.ManifestRow",
-    "atdata.manifest.ShardManifest",
-    "atdata.manifest.locate_key",
-}
+PENDING_REWRITE: set[str] = set()
 
 _EXAMPLE = re.compile(r"^\s*(Examples?:\s*$|>>> )", re.MULTILINE)
 

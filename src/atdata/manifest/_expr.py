@@ -1,8 +1,9 @@
 """Query predicates as a small expression tree: its nodes, pruning and evaluation.
 
 A ``where=`` function (read by :mod:`atdata.manifest._lambda`) or a SQL
-``WHERE`` clause (read by :mod:`atdata.manifest._sql`) becomes a tree of the
-nodes below. The tree is used twice:
+``WHERE`` clause (read by :mod:`atdata.manifest._sqlparse`, or from DuckDB's
+parse tree by :mod:`atdata.manifest._sql`) becomes a tree of the nodes below.
+The tree is used twice:
 
 1. :func:`bounds` decides, from a shard's aggregates alone, whether any sample
    of the shard *may* match (three-valued: may be true / false / null); a shard
@@ -16,6 +17,10 @@ nothing and evaluates to null, leaving those rows for the caller to settle.
 Null rule: a comparison or membership test on a missing value (a field the
 shard's samples do not have, or ``None``) is null, as in SQL, so it never
 matches, negated or not. Use ``m.field is None`` to select such samples.
+Two rules are Python's, so the SQL readers do not use these nodes for them: a
+:class:`Truth` test is false (not null) on a missing value (SQL's ``WHERE
+flag`` is ``flag = TRUE``), and NaN compares false with every number (SQL
+orders it above them).
 """
 
 from __future__ import annotations

@@ -101,6 +101,15 @@ class ShardManifest:
         shard: the shard's URL.
         header: the manifest JSON as a dict.
         parsed: the same header, typed (:class:`~atdata.manifest._header.Header`).
+
+    Example:
+        >>> manifest = atdata.manifest.load_manifests("data/shard-000000.tar")[0]
+        >>> manifest.shard_id, manifest.num_samples, list(manifest.columns)
+        ('shard-000000', 4, ['label', 'confidence'])
+        >>> manifest.stats("label").values
+        {'bird': 1, 'cat': 1, 'dog': 1, 'fish': 1}
+        >>> manifest.read_table(["__key__", "label"]).column("label").to_pylist()
+        ['cat', 'dog', 'bird', 'fish']
     """
 
     shard: str

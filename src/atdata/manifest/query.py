@@ -106,9 +106,12 @@ class QueryResult(Sequence[SampleLocation]):
 
     Example:
         >>> result = ds.query(where=lambda m: m.label == "dog")
-        >>> result.count, result.shards_pruned, result.shards_scanned   # doctest: +SKIP
+        >>> result.count, result.shards_pruned, result.shards_scanned
+        (10, 0, 10)
         >>> for loc in result:
         ...     sample = ds.get_sample(loc)
+        >>> ds.query(sql="label = 'dog'").engine, ds.query(sql="label LIKE 'd%'").engine
+        ('arrow', 'duckdb')
     """
 
     def __init__(
@@ -139,7 +142,12 @@ class QueryResult(Sequence[SampleLocation]):
 
     @property
     def count(self) -> int:  # type: ignore[override]
-        """Number of matching samples (a property, unlike ``Sequence.count(value)``)."""
+        """Number of matching samples (a property, unlike ``Sequence.count(value)``).
+
+        Example:
+            >>> ds.query(where=lambda m: m.label == "dog").count
+            10
+        """
         return int(self._starts[-1])
 
     def __len__(self) -> int:
@@ -170,16 +178,32 @@ class QueryResult(Sequence[SampleLocation]):
 
     @property
     def shards(self) -> list[str]:
-        """The shards holding at least one match, in order."""
+        """The shards holding at least one match, in order.
+
+        Example:
+            >>> ds.query(where=lambda m: m.__key__ < "sample_00000008").shards
+            ['data/shard-000000.tar', 'data/shard-000001.tar']
+        """
         return [p.shard for p in self._parts]
 
     @property
     def keys(self) -> list[str]:
-        """The matching keys, in dataset order."""
+        """The matching keys, in dataset order.
+
+        Example:
+            >>> ds.query(sql="label = 'dog'").keys[:3]
+            ['sample_00000001', 'sample_00000005', 'sample_00000009']
+        """
         return [k for p in self._parts for k in p.keys.to_pylist()]
 
     def to_arrow(self) -> pa.Table:
-        """The matches as a table with columns ``shard``, ``key``, ``offset``, ``size``."""
+        """The matches as a table with columns ``shard``, ``key``, ``offset``, ``size``.
+
+        Example:
+            >>> table = ds.query(sql="label = 'dog'").to_arrow()
+            >>> table.column_names, table.num_rows
+            (['shard', 'key', 'offset', 'size'], 10)
+        """
         if not self._parts:
             return pa.table(
                 {
@@ -211,6 +235,12 @@ class QueryResult(Sequence[SampleLocation]):
 
         Neighbouring samples of a shard are fetched with one request; shards
         are fetched concurrently a few at a time.
+
+        Example:
+            >>> for loc, packed in ds.query(sql="label = 'dog'").read():
+            ...     sample = ImageSample.from_bytes(packed, loc.key)
+            >>> sample.label, sample.__key__
+            ('dog', 'sample_00000037')
         """
         parts = self._parts
         remote = any(not is_local(p.shard) for p in parts)
@@ -331,7 +361,20 @@ def _naive_time_fields(manifests: Sequence[ShardManifest]) -> set[str]:
 
 
 class ManifestRow:
-    """One manifest row, as the ``where=`` function sees it when it runs per row."""
+    """One manifest row, as the ``where=`` function sees it when it runs per row.
+
+    Fields are attributes (or items); a field the row's shard lacks is None, a
+    name no shard has is a :class:`~atdata.errors.QueryError`.
+
+    Example:
+        >>> rows = []
+        >>> hits = ds.query(where=lambda m: rows.append(m) or m.label.startswith("d"))
+        >>> rows[0].label, rows[0]["__key__"], len(hits)
+        ('cat', 'sample_00000000', 10)
+        >>> rows[0].lable
+        Traceback (most recent call last):
+        atdata.errors.QueryError: Unknown field 'lable' in query. Did you mean 'label'? ...
+    """
 
     __slots__ = ("_known", "_values")
 
@@ -511,8 +554,10 @@ def run_query(
             closest), or a value has the wrong type for its field.
 
     Example:
-        >>> run_query(ds, where=lambda m: "outdoor" in m.tags)              # doctest: +SKIP
-        >>> run_query(ds, sql="confidence > 0.9 AND label IN ('dog', 'cat')")  # doctest: +SKIP
+        >>> run_query(ds, where=lambda m: m.label in ("dog", "cat")).count
+        20
+        >>> run_query(ds, sql="label IN ('dog', 'cat') AND __key__ < 'sample_00000006'").keys
+        ['sample_00000000', 'sample_00000001', 'sample_00000004', 'sample_00000005']
     """
     if where is not None and sql is not None:
         raise QueryError("give either where= or sql=, not both")
@@ -693,6 +738,10 @@ def locate_key(source: ShardSet, key: str) -> SampleLocation:
 
     Raises:
         SampleNotFoundError: no shard's manifest lists the key.
+
+    Example:
+        >>> locate_key(ds, "sample_00000005")
+        SampleLocation(shard='data/shard-000001.tar', key='sample_00000005', offset=1024, size=1024)
     """
     shards = source.shards
     manifests = [m for m in load_all(shards) if m is not None]
