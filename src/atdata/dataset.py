@@ -65,9 +65,12 @@ class Dataset(Generic[T]):
 
     ``Dataset[T](urls)`` reads samples as ``T`` (a ``@packable`` type);
     ``Dataset(urls)`` reads them as :class:`~atdata.DictSample`. ``urls`` is a
-    path or URL, a brace pattern (``data-{000000..000099}.tar``), a glob, or a
-    list of those; ``s3://``, ``r2://``, ``http(s)://`` and ``memory://`` work
-    like local paths.
+    path or URL, a brace pattern (``data-{000000..000099}.tar``), a glob, a
+    folder (every ``.tar`` under it, subfolders included; a remote prefix ends
+    in ``/``, e.g. ``s3://bucket/train/``), or a list of those; ``s3://``,
+    ``r2://``, ``http(s)://`` and ``memory://`` work like local paths. A folder
+    is listed when the shards are first needed; one without shards raises
+    :class:`~atdata.errors.UnreadableURLError` then.
 
     When torch is installed the dataset is a ``torch.utils.data.IterableDataset``:
     with ``DataLoader(ds, num_workers=k)`` and across ranks (``rank``,
