@@ -61,13 +61,15 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
         ),
     ),
     # Cross-cutting and stdlib-only: the error tree, lazy exports, reference forms,
-    # logs/metrics/traces.
+    # logs/metrics/traces, the progress bar and Ctrl-C's one line.
     (
         "foundation",
         frozenset(
             {
                 "atdata.errors",
+                "atdata._interrupt",
                 "atdata._lazy",
+                "atdata._progress",
                 "atdata._refs",
                 "atdata._semver",
                 "atdata._version",

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from atdata import observability as obs
+from atdata._interrupt import Interruptible
+from atdata._progress import Progress
 from atdata.errors import SchemaError, ShardError
 from atdata.sample import DictSample, PackableSample, Schema, WdsRecord, encode_mapping
 from atdata.shards._tar import BLOCK, end_of_archive, member_header, padding
@@ -141,8 +143,15 @@ class _OpenShard:
         # the span context of the code that sealed the shard, so that the commit
         # (manifest_commit span) done by the I/O thread nests under it
         self._trace_headers: dict[str, str] = {}
-        self._thread = threading.Thread(target=self._drain, name="atdata-shard-io", daemon=True)
+        self._done = threading.Event()  # set when the I/O thread ends
+        self._thread = threading.Thread(target=self._run_io, name="atdata-shard-io", daemon=True)
         self._thread.start()
+
+    def _run_io(self) -> None:
+        try:
+            self._drain()
+        finally:
+            self._done.set()
 
     def _drain(self) -> None:
         write = self.file.write
@@ -229,8 +238,18 @@ class _OpenShard:
         self._blocks.put(None)
 
     def wait_commit(self) -> None:
-        """Wait for :meth:`start_commit`'s work; re-raise what went wrong."""
-        self._thread.join()
+        """Wait for :meth:`start_commit`'s work; re-raise what went wrong.
+
+        A Ctrl-C (or a worker's SIGTERM) while waiting lets the commit finish
+        first, so the shard is either all there, with its manifest, or absent.
+        (It waits on an event: a ``join()`` interrupted by a signal marks the
+        thread as ended, so joining again would not wait.)
+        """
+        try:
+            self._done.wait()
+        except BaseException:
+            self._done.wait()
+            raise
         if self._error is not None:
             raise ShardError(f"cannot write shard {self.url}: {self._error}") from self._error
         if self._commit_error is not None:
@@ -286,6 +305,12 @@ class ShardWriter:
     background while the next one fills (so ``shards`` lags by one until
     :meth:`close`, which waits for every commit and raises their errors).
 
+    Ctrl-C inside the ``with`` block does the same and says so in one line on
+    stderr, e.g. ``Interrupted: 2 shards (20,000 samples) committed to
+    out/shard-%06d.tar; the shard being written (1,234 samples) was
+    discarded.``; a script then exits with status 130, without a traceback (see
+    ``Dataset.map``). Writing again starts over: the writer does not resume.
+
     Args:
         pattern: shard URL with a ``%d``-style field, e.g. ``"out/shard-%06d.tar"``
             or ``"s3://bucket/train-%06d.tar"``.
@@ -297,6 +322,11 @@ class ShardWriter:
             ``f"{key_prefix}{index:08d}"``, so equal input gives equal keys.
         provenance: ``source_job_id``, ``parent_shards``, ``pipeline_version``...
             recorded in every manifest.
+        progress: draw a progress bar on stderr (samples, bytes, committed
+            shards). Off by default, since a writer is often one step of a
+            loop that has its own; None: only when stderr is a terminal.
+        progress_total: the samples you are going to write, if known: the
+            bar's total.
 
     Example:
         >>> with atdata.ShardWriter("out/shard-%06d.tar", maxcount=1000) as sink:
@@ -305,6 +335,10 @@ class ShardWriter:
 
         >>> sink.shards
         ['out/shard-000000.tar']
+        >>> with atdata.ShardWriter("big/shard-%06d.tar", progress=None,  # a bar on a terminal
+        ...                         progress_total=len(samples)) as sink:
+        ...     for sample in samples:
+        ...         _ = sink.write(sample)
     """
 
     def __init__(
@@ -317,6 +351,8 @@ class ShardWriter:
         start_shard: int = 0,
         key_prefix: str = "sample_",
         provenance: Mapping[str, Any] | None = None,
+        progress: bool | None = False,
+        progress_total: int | None = None,
     ) -> None:
         if maxcount < 1 or maxsize < 1:
             raise ValueError("maxcount and maxsize must be positive")
@@ -341,6 +377,11 @@ class ShardWriter:
         self._keys: set[str] = set()  # keys that samples brought
         self._own_key_at: set[int] = set()  # indices of those samples
         self._schema: Schema | None = None
+        self._committed_samples = 0
+        self._discarded_samples = 0  # in the shard in progress, when it was aborted
+        bar = Progress(f"writing {pattern}", enabled=progress, total=progress_total)
+        self._bar = bar if bar.enabled else None  # the hot path checks only this
+        self._interruptible = Interruptible(self._interrupted)
 
     # -- writing ------------------------------------------------------------------
 
@@ -394,6 +435,8 @@ class ShardWriter:
         self.count += 1
         if shard.builder is not None:
             shard.builder.add(key, offset, span, fields, packed)
+        if self._bar is not None:
+            self._bar.advance(bytes=span)
         return key
 
     def _generated_earlier(self, key: str) -> bool:
@@ -479,6 +522,9 @@ class ShardWriter:
             shard.abort()
             raise
         self.shards.append(shard.url)
+        self._committed_samples += shard.count
+        if self._bar is not None:
+            self._bar.advance(0, shards=1)
         duration = time.perf_counter() - shard.started
         obs.metrics.shards_written.inc()
         obs.metrics.samples_written.inc(shard.count)
@@ -507,6 +553,8 @@ class ShardWriter:
         """
         self._commit()
         self._wait_committing()
+        if self._bar is not None:
+            self._bar.close()
         return self.shards
 
     def abort(self) -> None:
@@ -522,20 +570,42 @@ class ShardWriter:
         """
         shard, self._current = self._current, None
         if shard is not None:
+            self._discarded_samples = shard.count
             shard.abort()
         try:
             self._wait_committing()
         except Exception as exc:  # noqa: BLE001 - abort runs while another error unwinds
             obs.log_event("shard commit failed", level="warning", error=str(exc))
+        if self._bar is not None:
+            self._bar.close()
 
     def __enter__(self) -> ShardWriter:
+        self._interruptible.__enter__()
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self.close()
+            else:
+                self.abort()
+        except BaseException as error:
+            self._interruptible.__exit__(type(error), error, error.__traceback__)
+            raise
+        self._interruptible.__exit__(exc_type, exc, tb)
+
+    def _interrupted(self) -> str:
+        """What a Ctrl-C in the ``with`` block left: the committed shards, the discarded samples."""
+        shards = len(self.shards)
+        done = (
+            f"{shards:,} shard{'s' if shards != 1 else ''} "
+            f"({self._committed_samples:,} samples) committed to {self.pattern}"
+        )
+        discarded = self._discarded_samples
+        if not discarded:
+            return done
+        plural = "s" if discarded != 1 else ""
+        return f"{done}; the shard being written ({discarded:,} sample{plural}) was discarded"
 
     @property
     def store(self) -> Store:
