@@ -329,20 +329,18 @@ def test_executors_report_samples_while_a_task_runs(
 
 
 def test_the_progress_bar_counts_running_tasks_samples() -> None:
-    from atdata.processing._run import _Progress
+    from atdata._progress import Progress
+    from atdata.processing._run import _MapProgress
     from atdata.processing._task import ShardResult, ShardTask
 
     a, b = (ShardTask("j", name, "in.tar", "out.tar", b"") for name in "ab")
-    with _Progress(True, 2, "embed") as bar:
-
-        def shown() -> int:
-            return int(bar._progress.tasks[0].fields["samples"])
-
-        bar.running(a, 7)
-        bar.running(b, 3)
-        assert shown() == 10
-        bar.running(a, 9)
-        bar.advance(ShardResult(task_id="a", ok=True, samples_in=12))
-        assert shown() == 15 and bar.samples == 12  # a finished with 12; b is at 3
-        bar.advance(ShardResult(task_id="b", ok=True, samples_in=4))
-        assert shown() == 16 and bar._progress.tasks[0].completed == 2
+    bar = Progress("embed", enabled=False, shards_total=2)
+    counts = _MapProgress(bar)
+    counts.running(a, 7)
+    counts.running(b, 3)
+    assert bar.samples == 10
+    counts.running(a, 9)
+    counts.finished(ShardResult(task_id="a", ok=True, samples_in=12))
+    assert (bar.samples, bar.shards) == (15, 1)  # a finished with 12; b is at 3
+    counts.finished(ShardResult(task_id="b", ok=True, samples_in=4))
+    assert (bar.samples, bar.shards) == (16, 2)

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from atdata._interrupt import Interruptible
 from atdata.errors import ProcessingError
 from atdata.processing._defaults import output_prefix_default
 from atdata.processing._plan import JobPlan, plan_job, select_shards
@@ -58,6 +59,15 @@ def map_dataset(
     ledger under ``<output_prefix>/_atdata_job/`` makes a rerun resume: tasks
     whose output is committed are skipped.
 
+    Ctrl-C stops the running tasks (their unfinished output shards are
+    discarded; committed ones stay) and says what was done in one line, e.g.
+    ``Interrupted: 3 of 8 shards done; run the same map again to resume.``
+    In a script it is printed to stderr and the process exits with status 130,
+    without a traceback (the exception is a ``KeyboardInterrupt`` that is also
+    a ``SystemExit(130)``, so ``except KeyboardInterrupt`` still catches it);
+    in an interactive session (the REPL, IPython, Jupyter) a plain
+    ``KeyboardInterrupt`` carrying that line is raised, and the session goes on.
+
     Args:
         ds: the input dataset.
         fn: a :func:`~atdata.processor`, or any function annotated
@@ -82,7 +92,8 @@ def map_dataset(
             ``"skip"``, ``"warn"``, or a callable given each error; see
             :data:`~atdata.shards.reader.ErrorPolicy`.
         overwrite: start a new job, ignoring what the ledger records.
-        progress: show a progress bar; by default only on a terminal.
+        progress: show a progress bar (shards, and samples as they are read)
+            on stderr; None (default): only when stderr is a terminal.
 
     Returns:
         ``Dataset[Out]`` over the committed output shards of ``ds``, in input order.
@@ -102,6 +113,7 @@ def map_dataset(
         ...                  shards=e.failed_shards, retry=True)
         >>> len(out.shards)
         10
+        >>> out = ds.map(embed, output_prefix="out/embedded/v1", progress=False)  # no bar
     """
     proc = as_processor(fn)
     budget = _attempts(proc, on_error, workers_per_shard, retries)
@@ -122,9 +134,10 @@ def map_dataset(
     runner, owned = get_executor(executor, proc)
     if temporary is not None:
         _check_reaches_local_disk(runner)
-    outcome = run_job(
-        plan, runner, owned=owned, proc=proc, payload=payload, budget=budget, progress=progress
-    )
+    with Interruptible(lambda: _interrupted(plan, overwrite, temporary=temporary is not None)):
+        outcome = run_job(
+            plan, runner, owned=owned, proc=proc, payload=payload, budget=budget, progress=progress
+        )
     if on_error == "warn":
         warn_skipped(plan, outcome, proc.name)
     raise_for_failures(plan, outcome)
@@ -183,6 +196,20 @@ def _output_prefix(output_prefix: str | None) -> tuple[str, _TemporaryOutput | N
 
 
 # -- the output ---------------------------------------------------------------------------
+
+
+def _interrupted(plan: JobPlan, overwrite: bool, *, temporary: bool) -> str:
+    """What an interrupted job had done, and what a rerun of the same call does."""
+    selected = set(plan.selected)
+    tasks = [t for t in plan.tasks if t.input_shard in selected]
+    done = sum(plan.records[t.task_id].state == "done" for t in tasks)
+    noun = "shards" if plan.job.workers_per_shard == 1 else "tasks"
+    what = f"{done} of {len(tasks)} {noun} done"
+    if temporary:
+        return f"{what} in a temporary folder; pass output_prefix= to make a rerun resume"
+    if overwrite:
+        return f"{what}; run the same map again without overwrite=True to resume"
+    return f"{what}; run the same map again to resume"
 
 
 def _output_dataset(

@@ -150,10 +150,13 @@ def plan_job(
     wanted = set(selected)
     candidates = [t for t in tasks if t.input_shard in wanted]
     committed = _committed_outputs([t for t in candidates if records[t.task_id].state == "done"])
+    for t in candidates:
+        if records[t.task_id].state == "done" and t.task_id not in committed:
+            records[t.task_id].state = "pending"  # its output is gone (or never landed)
     to_run = [
         t
         for t in candidates
-        if not (records[t.task_id].state == "done" and t.task_id in committed)
+        if records[t.task_id].state != "done"
         and not (records[t.task_id].state == "failed" and not retry)
     ]
     earlier_failures = [t for t in candidates if records[t.task_id].state == "failed" and not retry]

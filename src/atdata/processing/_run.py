@@ -15,7 +15,10 @@ import warnings
 from collections.abc import Generator, Iterator
 from typing import Any
 
+import msgspec
+
 from atdata import observability as obs
+from atdata._progress import Progress
 from atdata.errors import PartialFailureError
 from atdata.processing._ledger import DeadLetter, RunRecord, ShardStatus, now_iso
 from atdata.processing._plan import JobPlan
@@ -83,14 +86,19 @@ def run_job(
         obs.trace(
             "map_job", job_id=job.job_id, processor=proc.name, tasks=len(plan.to_run)
         ) as span,
-        _Progress(progress, len(plan.to_run), proc.name) as bar,
+        Progress(
+            proc.name,
+            enabled=progress if plan.to_run else False,
+            shards_total=len(plan.to_run),
+        ) as bar,
     ):
         run.workers = runner.workers
-        tally = _Tally(plan, run, bar, budget)
+        counts = _MapProgress(bar)
+        tally = _Tally(plan, run, counts, budget)
         tasks = plan.shard_tasks(proc, payload, obs.inject_trace_context())
         while tasks:
             retry_next: list[ShardTask] = []
-            with contextlib.closing(_map(runner, tasks, bar)) as outcomes:
+            with contextlib.closing(_map(runner, tasks, counts)) as outcomes:
                 for task, outcome in outcomes:
                     again = tally.record(task, outcome)
                     if again is not None:
@@ -118,7 +126,7 @@ def run_job(
 class _Tally:
     """Records each task's result in the ledger, the run record and the metrics."""
 
-    def __init__(self, plan: JobPlan, run: RunRecord, bar: _Progress, budget: int) -> None:
+    def __init__(self, plan: JobPlan, run: RunRecord, bar: _MapProgress, budget: int) -> None:
         self.plan = plan
         self.run = run
         self.bar = bar
@@ -135,13 +143,16 @@ class _Tally:
             else ShardResult.from_exception(task, outcome)
         )
         self.tries[task.task_id] = self.tries.get(task.task_id, 0) + 1
-        record = plan.records[task.task_id]
+        # A copy, kept once it is in the ledger: what the plan says is done, is (a Ctrl-C
+        # may land anywhere here, and the interrupted map reports the plan's count).
+        record = msgspec.structs.replace(plan.records[task.task_id])
         _update(record, result, job_id)
         run.busy_s += result.busy_s
         run.cpu_s += result.cpu_s
         obs.metrics.shard_processing_time.observe(result.busy_s)
         if result.ok:
             plan.ledger.write_shard(record)
+            plan.records[task.task_id] = record
             if record.attempts > 1:
                 plan.ledger.clear_dead_letter(task.task_id)
             obs.metrics.samples_processed.inc(result.samples_in)
@@ -157,11 +168,12 @@ class _Tally:
                 samples_in=result.samples_in,
                 samples_out=result.samples_out,
             )
-            self.bar.advance(result)
+            self.bar.finished(result)
             return None
         final = self.tries[task.task_id] >= self.budget
         record.state = "failed" if final else "pending"
         plan.ledger.write_shard(record)
+        plan.records[task.task_id] = record
         obs.log_event(
             "map shard failed",
             level="error" if final else "warning",
@@ -178,7 +190,7 @@ class _Tally:
         run.tasks_failed += 1
         self.outcome.errors.setdefault(task.input_url, result.error or record.error or "")
         plan.ledger.write_dead_letter(_dead_letter(task, record, result))
-        self.bar.advance(result)
+        self.bar.finished(result)
         return None
 
 
@@ -271,13 +283,13 @@ def _earlier_error(record: ShardStatus, letters: dict[str, DeadLetter]) -> str:
 
 
 def _map(
-    runner: Executor, tasks: list[ShardTask], bar: _Progress
+    runner: Executor, tasks: list[ShardTask], bar: _MapProgress
 ) -> Generator[tuple[ShardTask, ShardResult | BaseException], None, None]:
     """``runner.map(tasks)``, reporting running tasks' samples to a shown progress bar.
 
     A generator, so that closing it closes the executor's iterator too.
     """
-    if bar.enabled and getattr(runner, "reports_progress", False):
+    if bar.bar.enabled and getattr(runner, "reports_progress", False):
         yield from runner.map(tasks, progress=bar.running)  # type: ignore[call-arg]
     else:
         yield from runner.map(tasks)
@@ -303,67 +315,28 @@ def _closing(executor: Executor) -> Iterator[Executor]:
         exit_(None, None, None)
 
 
-class _Progress:
-    """A progress bar over shards and samples, shown only on a terminal by default.
+class _MapProgress:
+    """The map's counts on the progress bar: finished tasks' samples plus running tasks' so far.
 
-    Samples count those of finished tasks plus, from executors that report
-    them (``reports_progress``), those running tasks have read so far.
+    Running tasks' samples come from executors that report them
+    (``reports_progress``), on the executor's thread; finished tasks are
+    counted on the driver's. The lock keeps the two apart.
     """
 
-    def __init__(self, enabled: bool | None, total: int, name: str) -> None:
-        self.total = total
-        self.name = name
-        self.samples = 0  # in finished tasks
-        self._running: dict[str, int] = {}  # task id -> samples read so far
-        self._lock = threading.Lock()  # running() is called from executors' threads
-        self._progress: Any = None
-        self._task: Any = None
-        if enabled is None:
-            enabled = sys.stderr.isatty() and total > 0
-        self.enabled = enabled
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("shards · {task.fields[samples]:,} samples"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self.name, total=self.total, samples=0)
-        return self
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self._running: dict[str, int] = {}  # task id -> samples counted so far
+        self._lock = threading.Lock()
 
     def running(self, task: ShardTask, samples: int) -> None:
         """A running task has read ``samples`` so far."""
         with self._lock:
+            counted = self._running.get(task.task_id, 0)
             self._running[task.task_id] = samples
-            shown = self.samples + sum(self._running.values())
-        if self._progress is not None:
-            self._progress.update(self._task, samples=shown)
+            self.bar.advance(samples - counted)
 
-    def advance(self, result: ShardResult) -> None:
+    def finished(self, result: ShardResult) -> None:
         """A task finished (for good)."""
         with self._lock:
-            self._running.pop(result.task_id, None)
-            self.samples += result.samples_in
-            shown = self.samples + sum(self._running.values())
-        if self._progress is not None:
-            self._progress.update(self._task, advance=1, samples=shown)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
+            counted = self._running.pop(result.task_id, 0)
+            self.bar.advance(result.samples_in - counted, shards=1)

@@ -18,6 +18,12 @@ A warm worker runs each task as a fresh one would: it adopts the driver's
 current working directory, ``sys.path`` and environment variables, and gets
 each job's function anew from the task (see ``loads_cached``); only modules it
 has imported stay imported.
+
+Ctrl-C: a terminal sends SIGINT to the whole process group, so workers ignore
+it (from the moment they start) and the driver decides. An interrupted
+``map`` stops its running tasks with SIGTERM, which discards their unfinished
+output shards, and drops its queued ones; the pool stays usable, and workers
+that were stopped are replaced when the next tasks need them.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import contextlib
 import functools
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.resource_tracker
 import os
 import signal
 import sys
@@ -45,6 +52,9 @@ __all__ = ["LocalExecutor", "shutdown_workers"]
 # What a worker adopts from the driver before each task: cwd, sys.path, environment.
 _Context = tuple[str, list[str], dict[str, str]]
 
+_STOP_GRACE_S = 5.0
+"""Seconds a worker stopped with SIGTERM has to clean up before it is killed."""
+
 
 def _default_workers() -> int:
     try:
@@ -54,8 +64,15 @@ def _default_workers() -> int:
 
 
 def _worker_main(conn: multiprocessing.connection.Connection) -> None:
-    # Ctrl-C reaches the whole process group; the driver decides what stops.
+    # Ctrl-C reaches the whole process group; the driver decides what stops. (The
+    # worker started with SIGINT blocked, so a Ctrl-C during its start-up did not
+    # raise KeyboardInterrupt here either; see _sigint_blocked.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # The driver stops an abandoned task with SIGTERM: unwinding it discards the
+    # output shard in progress (its temporary file) before the worker exits.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Every task commits a manifest: import its writer (pyarrow) before the first task.
     import atdata.manifest.builder  # noqa: F401
 
@@ -74,6 +91,29 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
             conn.send(result)
         except OSError:
             return
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while it starts a worker, which inherits the mask.
+
+    Without it, a Ctrl-C while a worker imports (before ``_worker_main`` ignores
+    SIGINT) prints a KeyboardInterrupt traceback from every starting worker.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        yield
+        return
+    # Starting the resource tracker (on the first start) unblocks SIGINT: start it first.
+    multiprocessing.resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _driver_context() -> _Context:
@@ -104,7 +144,8 @@ class _Worker:
         self.process = context.Process(
             target=_worker_main, args=(child,), name="atdata-worker", daemon=True
         )
-        self.process.start()
+        with _sigint_blocked():
+            self.process.start()
         child.close()
         self.conn: multiprocessing.connection.Connection = parent
         self.job: _Job | None = None
@@ -307,17 +348,27 @@ class LocalExecutor:
             self._thread.start()
 
     def _abandon(self, futures: list[concurrent.futures.Future[ShardResult]]) -> None:
-        """Stop the given tasks: drop the queued ones, stop the workers running the others."""
+        """Stop the given tasks: drop the queued ones, stop the workers running the others.
+
+        A running task's worker gets SIGTERM, which unwinds the task (discarding
+        its unfinished output shard), then SIGKILL if it is still up after
+        :data:`_STOP_GRACE_S` seconds (stuck in native code). New workers replace them.
+        """
         if not futures:
             return
         doomed = set(futures)
         with self._lock:
             for future in futures:
                 future.cancel()  # a queued one; the dispatcher skips it
-            for worker in list(self._slots):
-                if worker.job is not None and worker.job.future in doomed:
+            stopping = [w for w in self._slots if w.job is not None and w.job.future in doomed]
+            for worker in stopping:
+                worker.process.terminate()
+            deadline = time.monotonic() + _STOP_GRACE_S
+            for worker in stopping:
+                worker.process.join(max(0.0, deadline - time.monotonic()))
+                if worker.process.is_alive():
                     worker.process.kill()
-                    self._lost(worker, "was stopped because its map was abandoned")
+                self._lost(worker, "was stopped because its map was abandoned")
         self._wake()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
