@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from atdata import observability as obs
+from atdata._interrupt import Interruptible
+from atdata._progress import Progress
 from atdata._version import __version__
 from atdata.errors import ManifestError, ShardCorruptError, ShardError
 from atdata.manifest import _aggregates
@@ -358,8 +360,12 @@ def build(
     overwrite: bool = False,
     provenance: Mapping[str, Any] | None = None,
     max_workers: int = 4,
+    progress: bool | None = None,
 ) -> list[str]:
     """Write manifests for existing shards that lack one (each shard is read once).
+
+    Ctrl-C lets the shards being read finish, then says in one line how many
+    manifests were built; building again skips the shards that have one.
 
     Args:
         urls: shard URLs, brace patterns or globs.
@@ -369,6 +375,8 @@ def build(
         overwrite: rebuild manifests that already exist too.
         provenance: recorded in each manifest (``source_job_id``...).
         max_workers: shards processed at once.
+        progress: show a progress bar (shards, samples) on stderr; None: only
+            when stderr is a terminal.
 
     Returns:
         The shard URLs whose manifests were written, in order.
@@ -392,10 +400,28 @@ def build(
         return []
     workers = max(1, min(max_workers, len(todo)))
     builders = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for builder in pool.map(lambda u: _build_one(u, sample_type, prov), todo):
+    built: list[str] = []  # as each manifest lands, in the pool's threads
+
+    def build_one(url: str) -> ManifestBuilder:
+        builder = _build_one(url, sample_type, prov)
+        built.append(url)
+        return builder
+
+    with (
+        Interruptible(lambda: _interrupted(len(built), len(todo), overwrite=overwrite)),
+        Progress("manifests", enabled=progress, shards_total=len(todo)) as bar,
+        ThreadPoolExecutor(max_workers=workers) as pool,
+    ):
+        for builder in pool.map(build_one, todo):
             obs.log_event("manifest built", shard=builder.url)
             builders.append(builder)
+            bar.advance(builder.num_samples, shards=1)
     if sample_type is None:
         _record_one_schema(builders)
     return todo
+
+
+def _interrupted(built: int, total: int, *, overwrite: bool) -> str:
+    if overwrite:
+        return f"{built} of {total} manifests rebuilt; a rerun with overwrite (--force) starts over"
+    return f"{built} of {total} manifests built; run the same build again to resume"
