@@ -45,7 +45,8 @@ TargetArg = Annotated[
 
 
 class _AtdataGroup(TyperGroup):
-    """Turns atdata's errors and usage mistakes into one red line and exit code 1."""
+    """Turns atdata's errors and usage mistakes into one red line and exit code 1,
+    and Ctrl-C into one line (what was done, if anything) and exit code 130."""
 
     def main(
         self,
@@ -83,7 +84,10 @@ class _AtdataGroup(TyperGroup):
 
             print_error(_usage_message(exc))
             code = 1
-        except typer.Abort:
+        except typer.Abort:  # click's form of a Ctrl-C outside a command (it printed a newline)
+            from atdata._interrupt import report_interrupt
+
+            report_interrupt(KeyboardInterrupt())
             code = 130
         return self._exit(code, standalone_mode)
 
@@ -109,7 +113,12 @@ class _AtdataGroup(TyperGroup):
 
             report_error(exc)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            # One line: what a long operation had done (it may have printed it
+            # already), else "Interrupted."; its progress bar is closed by now.
+            from atdata._interrupt import report_interrupt
+
+            report_interrupt(exc)
             raise typer.Exit(130) from None
 
 
@@ -560,20 +569,28 @@ def publish(
     again writes (and uploads) nothing. Needs ATDATA_HANDLE and ATDATA_APP_PASSWORD (or
     ATDATA_SESSION); ATDATA_PDS picks the PDS (default https://bsky.social).
     """
+    from atdata._interrupt import Interruptible
     from atdata.cli import _publish
 
-    result = _publish.publish(
-        source,
-        name=name,
-        storage=storage.value,
-        version=version,
-        tags=tags or [],
-        license=license,
-    )
+    with Interruptible(lambda: _PUBLISH_INTERRUPTED):
+        result = _publish.publish(
+            source,
+            name=name,
+            storage=storage.value,
+            version=version,
+            tags=tags or [],
+            license=license,
+        )
     if as_json:
         _emit(result)
     else:
         _publish.render(result)
+
+
+_PUBLISH_INTERRUPTED = (
+    "publishing stopped part-way; run the same command again to finish "
+    "(the records already published are reused)"
+)
 
 
 @atmo_app.command(
