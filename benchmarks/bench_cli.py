@@ -8,7 +8,9 @@ Times, as separate processes (what a user waits for at the shell):
 - ``atdata inspect PATTERN --json``;
 - ``atdata schema show PATTERN``;
 - ``atdata ls``;
-- ``atdata query PATTERN "..." --count`` and ``atdata preview PATTERN -n 5``, for scale;
+- ``atdata query PATTERN "..."``: ``--count``, the table of matches, and a clause
+  DuckDB runs (``LIKE``), so both query engines are timed;
+- ``atdata preview PATTERN -n 5``, for scale;
 - the peer: counting the same samples with the ``webdataset`` package, which has
   no manifests and so reads every shard (what ``inspect``'s sample count replaces).
 
@@ -130,6 +132,8 @@ def main() -> None:
             ("atdata schema show", [*cli, "schema", "show", pattern]),
             ("atdata ls", [*cli, "ls"]),
             ("atdata query --count", [*cli, "query", pattern, "label = 'dog'", "--count"]),
+            ("atdata query (table)", [*cli, "query", pattern, "label = 'dog'"]),
+            ("atdata query LIKE (duckdb)", [*cli, "query", pattern, "label LIKE 'd%'", "-c"]),
             ("atdata preview -n 5", [*cli, "preview", pattern, "-n", "5"]),
         ]
         if not args.no_peer:
