@@ -155,6 +155,25 @@ def test_query_without_limit_shows_twenty_matches(
     assert "30 matches (20 shown; --limit 0 for all)" in out
 
 
+@pytest.mark.parametrize("command", ["inspect", "query"])
+def test_ctrl_c_is_reported_alike(
+    command: str,
+    dataset: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from atdata.cli import _inspect, _query
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_inspect, "gather", interrupted)
+    monkeypatch.setattr(_query, "run", interrupted)
+    args = ["inspect", dataset] if command == "inspect" else ["query", dataset, "x > 2"]
+    fast, slow = both(args, capsys)
+    assert fast == slow == (130, "", "Interrupted.\n")
+
+
 def test_debug_raises_on_the_fast_path_too(dataset: str) -> None:
     with pytest.raises(UnreadableURLError):
         main(["--debug", "inspect", dataset + "x"])

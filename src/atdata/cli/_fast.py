@@ -111,7 +111,8 @@ def _query(target: str, where: str, *, count: bool, limit: int | None, as_json: 
 
 def _guarded(command: Callable[[], None], *, debug: bool) -> int:
     """Run a command with the typer app's error handling: an atdata error is one
-    red line and exit code 1 (raised with ``--debug``), Ctrl-C exit code 130."""
+    red line and exit code 1 (raised with ``--debug``), Ctrl-C one line (what was
+    done, else ``Interrupted.``) and exit code 130."""
     from atdata.cli._output import report_error
     from atdata.errors import AtdataError
 
@@ -122,6 +123,9 @@ def _guarded(command: Callable[[], None], *, debug: bool) -> int:
             raise
         report_error(exc)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from atdata._interrupt import report_interrupt
+
+        report_interrupt(exc)
         return 130
     return 0
