@@ -334,6 +334,19 @@ def test_a_done_event_is_never_marked_failed(ledger: ap.EventLedger) -> None:
     assert ledger.get(rid).state == "done"  # type: ignore[union-attr]
 
 
+def test_a_superseded_event_is_final(ledger: ap.EventLedger) -> None:
+    rid = ledger.claim(_record()).record.id
+    ledger.supersede(rid, owner="me", current_etag="newer")
+    ledger.fail(rid, owner="late", error="a slow duplicate failed")
+    again = ledger.claim(_record(owner="x"), max_attempts=None, lease_seconds=0.0)
+    assert (again.acquired, again.reason) == (False, "superseded")
+    assert (again.record.state, again.record.superseded_by) == ("superseded", "newer")
+    done = ledger.claim(_record(event_id="1" * 32)).record.id
+    ledger.finish(done, owner="me", outputs=[])
+    ledger.supersede(done, owner="me", current_etag="newer")  # too late: it ran
+    assert ledger.get(done).state == "done"  # type: ignore[union-attr]
+
+
 def test_concurrent_claims_have_one_winner(ledger: ap.EventLedger) -> None:
     barrier = threading.Barrier(16)
 
@@ -630,11 +643,11 @@ def test_load_pipelines_from_a_file_registers_processors(
 def test_an_overwritten_object_runs_once_for_its_current_version(
     registry: PipelineRegistry, s3_bucket: str
 ) -> None:
-    seen: list[str] = []
+    seen: list[int] = []
 
     @registry.pipeline(trigger=f"{s3_bucket}/incoming", output=f"{s3_bucket}/processed")
     def record_rows(shard_url: str) -> None:
-        seen.append(str([s.__key__ for s in atdata.Dataset[RawSample](shard_url)][-1]))
+        seen.append(len(list(atdata.Dataset[RawSample](shard_url))))
 
     bucket = s3_bucket.removeprefix("s3://")
     key = "incoming/train-000002.tar"
@@ -644,10 +657,82 @@ def test_an_overwritten_object_runs_once_for_its_current_version(
     v2 = _etag(bucket, key)
     assert v1 != v2
     service = _service(registry)
-    stale = service.ingest(ObjectEvent(bucket, key, v1))
-    assert stale.status == "superseded" and v2 in stale.reason
+    stale = service.ingest(ObjectEvent(bucket, key, v1))  # claimed; its run reads nothing
+    (record,) = service.ledger(record_rows).records()
+    assert (stale.status, record.state, record.superseded_by) == ("accepted", "superseded", v2)
+    redelivered = service.ingest(ObjectEvent(bucket, key, v1))
+    assert redelivered.status == "superseded" and v2 in redelivered.reason
     fresh = service.ingest(ObjectEvent(bucket, key, v2))
     again = service.ingest(ObjectEvent(bucket, key, v2))
     assert fresh.status == "accepted" and again.status == "duplicate"
-    assert len(seen) == 1 and fresh.runs[0].output_prefix.endswith(v2[:16])
+    assert seen == [5] and fresh.runs[0].output_prefix.endswith(v2[:16])
+    service.close()
+
+
+class HeldRunner:
+    """Keeps submitted tasks until ``release()`` runs them (a busy runner's queue)."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Any, Callable[[Any], Any]]] = []
+
+    def submit(self, task: Any, execute: Callable[[Any], Any]) -> None:
+        self.held.append((task, execute))
+
+    def release(self) -> list[Any]:
+        done = [execute(task) for task, execute in self.held]
+        self.held.clear()
+        return done
+
+    def close(self, wait: bool = True) -> None: ...
+
+
+def test_an_object_overwritten_while_its_run_waits_is_not_run(
+    registry: PipelineRegistry, s3_bucket: str
+) -> None:
+    seen: list[int] = []
+
+    @registry.pipeline(trigger=f"{s3_bucket}/incoming", output=f"{s3_bucket}/processed")
+    def count_rows(shard_url: str) -> None:
+        seen.append(len(list(atdata.Dataset[RawSample](shard_url))))
+
+    bucket = s3_bucket.removeprefix("s3://")
+    key = "incoming/train-000003.tar"
+    write_raw(f"{s3_bucket}/{key}", n=3)
+    v1 = _etag(bucket, key)
+    runner = HeldRunner()
+    service = _service(registry, runner=runner)
+    assert service.ingest(ObjectEvent(bucket, key, v1)).status == "accepted"
+    write_raw(f"{s3_bucket}/{key}", n=5)  # overwritten after acceptance, before the run
+    v2 = _etag(bucket, key)
+    (outcome,) = runner.release()
+    assert (outcome["status"], outcome["current_etag"], seen) == ("superseded", v2, [])
+    record = service.ledger(count_rows).get(outcome["event_id"])
+    assert record is not None and (record.state, record.outputs) == ("superseded", [])
+    assert service.ingest(ObjectEvent(bucket, key, v2)).status == "accepted"
+    assert [r["status"] for r in runner.release()] == ["done"] and seen == [5]
+    service.close()
+
+
+def test_acceptance_asks_the_ledger_only(
+    registry: PipelineRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/ingest's rate is the ledger's: the object's ETag is asked by the run, not on acceptance."""
+    from atdata.storage import FsspecStore
+
+    asked: list[str] = []
+    real_etag = FsspecStore.etag
+
+    def etag(self: FsspecStore, path: str) -> str | None:
+        asked.append(path)
+        return real_etag(self, path)
+
+    monkeypatch.setattr(FsspecStore, "etag", etag)
+    registry.pipeline("s3://bkt/in", str(tmp_path / "out"), name="p")(lambda url: None)
+    runner = HeldRunner()
+    service = _service(registry, runner=runner)
+    for i in range(3):
+        assert service.ingest(ObjectEvent("bkt", f"in/{i}.tar", "e")).status == "accepted"
+    assert asked == []
+    assert [r["status"] for r in runner.release()] == ["done"] * 3
+    assert asked == [f"bkt/in/{i}.tar" for i in range(3)]
     service.close()

@@ -133,6 +133,32 @@ def test_poll_then_events(
     assert "refusing" in failed.output and "incoming/a.tar" not in failed.output
 
 
+def test_events_say_which_version_superseded_an_event(
+    cli: typer.Typer,
+    tmp_path: Path,
+    isolated: None,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from atdata.pipeline import ObjectEvent, Service, default_registry, list_objects, load_pipelines
+
+    path, name = _module(tmp_path, monkeypatch, s3_bucket)
+    load_pipelines([str(path)])
+    with atdata.ShardWriter(f"{s3_bucket}/incoming/a.tar", manifest=False) as sink:
+        sink.write({"value": 1})
+    (current,) = list_objects(f"{s3_bucket}/incoming")
+    service = Service(default_registry)
+    stale = ObjectEvent(current.bucket, current.key, "0" * 32)  # a version overwritten since
+    assert service.ingest(stale).status == "accepted"
+    service.close()
+    shown = CliRunner().invoke(
+        cli, ["pipeline", "events", name, "-p", str(path), "--state", "superseded"]
+    )
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert "incoming/a.tar" in text and "superseded" in text and current.etag[:12] in text
+
+
 def test_serve_builds_the_app_and_needs_a_token(
     cli: typer.Typer, tmp_path: Path, isolated: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

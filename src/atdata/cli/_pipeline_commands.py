@@ -216,7 +216,8 @@ def events(
     name: Annotated[str, typer.Argument(help="The pipeline's name.", show_default=False)],
     pipelines: PipelinesOption = None,
     state: Annotated[
-        str | None, typer.Option(help="Only events in this state: running, done or failed.")
+        str | None,
+        typer.Option(help="Only events in this state: running, done, failed or superseded."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -241,11 +242,12 @@ def events(
 
     table = Table("key", "etag", "state", "attempts", "outputs / error")
     for r in rows:
-        detail = (
-            r["error"]
-            if r["state"] == "failed"
-            else f"{len(r['outputs'])} shard(s) in {r['output_prefix']}"
-        )
+        if r["state"] == "failed":
+            detail = r["error"]
+        elif r["state"] == "superseded":
+            detail = f"not run: the object was overwritten (now ETag {r['superseded_by']})"
+        else:
+            detail = f"{len(r['outputs'])} shard(s) in {r['output_prefix']}"
         table.add_row(r["key"], r["etag"][:16], r["state"], str(r["attempts"]), detail or "")
     console().print(table)
 

@@ -4,9 +4,10 @@ Routes (every one but ``/healthz`` needs ``Authorization: Bearer <token>``):
 
 - ``GET  /healthz`` — liveness, no token;
 - ``POST /ingest`` — one R2 event notification; 202 when a pipeline run was
-  claimed and started, 200 for duplicates and ignored events (so the queue
-  acks them), 4xx for requests that can never succeed, 503 when the ledger is
-  unreachable (so the queue retries);
+  claimed and started, 200 for duplicates, superseded versions and ignored
+  events (so the queue acks them), 4xx for requests that can never succeed, 503
+  when the ledger is unreachable (so the queue retries). Only the ledger is
+  consulted before answering;
 - ``POST /jobs`` — ``{input, output_prefix, processor}``: start a map job in
   the background; 202 with the job id and shard count;
 - ``GET  /jobs/{id}`` — the job's per-shard state, counts and errors;

@@ -11,10 +11,11 @@ the pipeline's output, under ``<output>/_atdata_pipeline/``:
   ``INSERT OR IGNORE`` / compare-and-set ``UPDATE`` are atomic across processes;
 - on ``memory://`` (tests) an in-process table.
 
-A record is ``running`` (claimed), ``done`` (outputs committed) or ``failed``.
-A duplicate of a done or running event is a no-op; a failed event is claimed
-again (up to ``max_attempts``), and a running claim older than the lease
-(its replica died) is taken over. Outputs go to a prefix derived from the
+A record is ``running`` (claimed), ``done`` (outputs committed), ``failed``,
+or ``superseded`` (its object was overwritten before the run began, so it never
+ran). A duplicate of a done, running or superseded event is a no-op; a failed
+event is claimed again (up to ``max_attempts``), and a running claim older than
+the lease (its replica died) is taken over. Outputs go to a prefix derived from the
 event, so a retry resumes in place rather than writing a second copy.
 """
 
@@ -47,7 +48,7 @@ __all__ = [
 
 LEDGER_DIR = "_atdata_pipeline"
 FORMAT_VERSION = 1
-_STATES = ("running", "done", "failed")
+_FINAL_STATES = ("done", "superseded")
 
 
 @dataclasses.dataclass
@@ -81,6 +82,7 @@ class EventRecord:
     size: int | None = None
     event_time: str | None = None
     pipeline_version: str | None = None
+    superseded_by: str | None = None  # the object's ETag when a newer version replaced it
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-able dict (with ``format_version``).
@@ -135,8 +137,8 @@ class Claim:
         acquired: True when the caller now owns the event and must run it.
         record: the event's record as it now stands.
         reason: ``new``, ``retry`` (it had failed) or ``takeover`` (a stale
-            claim) when acquired; ``done``, ``running`` or ``exhausted``
-            (failed ``max_attempts`` times) when not.
+            claim) when acquired; ``done``, ``running``, ``superseded`` or
+            ``exhausted`` (failed ``max_attempts`` times) when not.
 
     Example:
         >>> ledger = ledger_for("out/processed")
@@ -244,7 +246,7 @@ class EventLedger(abc.ABC):
                     continue  # deleted between the two calls: try to create again
                 existing, version = found
                 reason = _takeover(existing, now, lease_seconds, max_attempts)
-                if reason in ("done", "running", "exhausted"):
+                if reason not in ("retry", "takeover"):
                     return Claim(False, existing, reason)
                 taken = dataclasses.replace(
                     record,
@@ -276,13 +278,33 @@ class EventLedger(abc.ABC):
         """Mark the event failed (a later delivery or poll retries it); a done event stays done."""
 
         def failed(rec: EventRecord) -> EventRecord | None:
-            if rec.state == "done":
+            if rec.state in _FINAL_STATES:
                 return None
             return dataclasses.replace(
                 rec, state="failed", error=error, owner=owner, updated_at=time.time()
             )
 
         return self._update(event_id, failed)
+
+    def supersede(self, event_id: str, *, owner: str, current_etag: str) -> EventRecord | None:
+        """Mark the event superseded: its object's ETag is now ``current_etag``, so it never runs.
+
+        A done event stays done (its output is of the version it was for).
+        """
+
+        def superseded(rec: EventRecord) -> EventRecord | None:
+            if rec.state in _FINAL_STATES:
+                return None
+            return dataclasses.replace(
+                rec,
+                state="superseded",
+                superseded_by=current_etag,
+                error=None,
+                owner=owner,
+                updated_at=time.time(),
+            )
+
+        return self._update(event_id, superseded)
 
     def get(self, event_id: str) -> EventRecord | None:
         """The record of one event, or None."""
@@ -322,8 +344,8 @@ class EventLedger(abc.ABC):
 
 
 def _takeover(existing: EventRecord, now: float, lease: float, max_attempts: int | None) -> str:
-    if existing.state == "done":
-        return "done"
+    if existing.state in _FINAL_STATES:
+        return existing.state
     exhausted = max_attempts is not None and existing.attempts >= max_attempts
     if existing.state == "failed":
         return "exhausted" if exhausted else "retry"

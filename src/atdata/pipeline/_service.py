@@ -5,6 +5,11 @@ matches, claims it in each pipeline's ledger (synchronously: a duplicate is
 known before anyone is answered) and hands the claimed runs to a runner.
 ``Service.execute(task)`` is what a runner finally calls, here or on another
 machine: it runs one pipeline for one event, or one map job.
+
+Accepting an event touches nothing but the ledger. Whether the event's object
+version still exists (its ETag is still the object's) is asked by the run, just
+before the pipeline would read the object: an overwritten version is recorded
+``superseded`` and runs nothing, and its redeliveries are answered ``superseded``.
 """
 
 from __future__ import annotations
@@ -42,13 +47,13 @@ class RunInfo:
     event_id: str
     output_prefix: str
     status: str  # accepted | duplicate | superseded
-    reason: str  # new | retry | takeover | done | running | exhausted | overwritten
-    state: str  # running | done | failed
+    reason: str  # new | retry | takeover | done | running | exhausted | superseded
+    state: str  # running | done | failed | superseded
 
 
 @dataclasses.dataclass
 class IngestResult:
-    """The answer to one event: accepted (something will run), duplicate, or ignored.
+    """The answer to one event: accepted (something will run), duplicate, superseded or ignored.
 
     Example:
         >>> result = Service(registry).ingest(ObjectEvent("bucket", "notes.txt", "e1"))
@@ -136,7 +141,10 @@ class Service:
     def ingest(self, event: ObjectEvent, *, retry_failed: bool = False) -> IngestResult:
         """Claim ``event`` for every pipeline it triggers and submit the runs.
 
-        Returns as soon as the claims are taken (the runs go to the runner).
+        Returns as soon as the claims are taken (the runs go to the runner). An
+        event whose object has been overwritten since is claimed like any other:
+        its run finds the ETag changed and records it ``superseded`` without
+        running, and a redelivery of it is answered ``superseded``.
 
         Args:
             event: the object event.
@@ -164,39 +172,35 @@ class Service:
                 reason=why,
             )
             return IngestResult("ignored", why)
-        current = self._current_etag(pipelines[0], event)
-        if current is not None and event.etag and current != event.etag.strip('"'):
-            # The object was overwritten after this event: its version no longer
-            # exists, and the newer version's own event runs the pipeline.
-            obs.metrics.events_ignored.inc()
-            obs.log_event(
-                "pipeline event superseded",
-                level="warning",
-                bucket=event.bucket,
-                key=event.key,
-                etag=event.etag,
-                current_etag=current,
-            )
-            return IngestResult("superseded", f"object overwritten (now ETag {current})")
         limit = None if retry_failed else self.max_attempts
-        runs = [self._claim_and_submit(p, event, limit) for p in pipelines]
-        accepted = any(r.status == "accepted" for r in runs)
-        if not accepted:
-            obs.metrics.events_duplicate.inc()
-        return IngestResult("accepted" if accepted else "duplicate", runs=runs)
+        claims = [self._claim_and_submit(p, event, limit) for p in pipelines]
+        runs = [run for run, _ in claims]
+        if any(r.status == "accepted" for r in runs):
+            return IngestResult("accepted", runs=runs)
+        if all(r.status == "superseded" for r in runs):
+            obs.metrics.events_ignored.inc()
+            current = claims[0][1].superseded_by
+            return IngestResult("superseded", f"object overwritten (now ETag {current})", runs)
+        obs.metrics.events_duplicate.inc()
+        return IngestResult("duplicate", runs=runs)
 
-    def _current_etag(self, pipeline: Pipeline, event: ObjectEvent) -> str | None:
-        """The object's ETag now, or None when the store cannot say (or it is gone)."""
-        url = pipeline.trigger.shard_url(event.key)
-        store, path = store_for(url)
+    def _overwritten_by(self, pipeline: Pipeline, event: ObjectEvent) -> str | None:
+        """The object's ETag if it is no longer the event's (the object was overwritten), else None.
+
+        None too when the store cannot say, or the object is gone: the run reports that.
+        """
+        store, path = store_for(pipeline.trigger.shard_url(event.key))
         try:
-            return store.etag(path)
+            current = store.etag(path)
         except StorageError:
-            return None  # deleted since, or unreachable: the run reports it
+            return None
+        if current is None or not event.etag or current == event.etag.strip('"'):
+            return None
+        return current
 
     def _claim_and_submit(
         self, pipeline: Pipeline, event: ObjectEvent, limit: int | None
-    ) -> RunInfo:
+    ) -> tuple[RunInfo, EventRecord]:
         ledger = self.ledger(pipeline)
         record = EventRecord(
             id=pipeline.event_id(event),
@@ -212,11 +216,15 @@ class Service:
             pipeline_version=pipeline.version,
         )
         claim = ledger.claim(record, lease_seconds=self.lease_seconds, max_attempts=limit)
+        if claim.acquired:
+            status = "accepted"
+        else:
+            status = "superseded" if claim.reason == "superseded" else "duplicate"
         info = RunInfo(
             pipeline=pipeline.name,
             event_id=record.id,
             output_prefix=claim.record.output_prefix,
-            status="accepted" if claim.acquired else "duplicate",
+            status=status,
             reason=claim.reason,
             state=claim.record.state,
         )
@@ -247,7 +255,7 @@ class Service:
                 raise PipelineError(
                     f"could not start pipeline {pipeline.name!r} for {event.key}: {_one_line(exc)}"
                 ) from exc
-        return info
+        return info, claim.record
 
     def execute(self, task: Task) -> dict[str, Any]:
         """Run one task (an event for a pipeline, or a map job); never raises for task errors."""
@@ -260,12 +268,32 @@ class Service:
         raise PipelineError(f"unknown task kind {kind!r}: expected 'event' or 'job'")
 
     def run_event(self, task: Task) -> dict[str, Any]:
-        """Run a claimed event's pipeline and record the outcome in the ledger."""
+        """Run a claimed event's pipeline and record the outcome in the ledger.
+
+        An event whose object has been overwritten since (a newer version, whose
+        own event runs the pipeline) is recorded ``superseded`` and not run, so one
+        object version maps to one run and one output folder.
+        """
         pipeline = self.registry.get(task["pipeline"])
         event = ObjectEvent.from_json(task["event"])
         event_id = task["event_id"]
         owner = task.get("owner") or self.owner
         ledger = self.ledger(pipeline)
+        current = self._overwritten_by(pipeline, event)
+        if current is not None:
+            ledger.supersede(event_id, owner=owner, current_etag=current)
+            obs.metrics.events_ignored.inc()
+            obs.log_event(
+                "pipeline event superseded",
+                level="warning",
+                pipeline=pipeline.name,
+                bucket=event.bucket,
+                key=event.key,
+                etag=event.etag,
+                current_etag=current,
+                event_id=event_id,
+            )
+            return {"status": "superseded", "event_id": event_id, "current_etag": current}
         run = PipelineRun(
             pipeline=pipeline.name,
             version=pipeline.version,
