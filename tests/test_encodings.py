@@ -224,7 +224,7 @@ def test_optional_encoded_field_may_be_none() -> None:
 def test_schema_json_records_the_encoding() -> None:
     fields = {f["name"]: f for f in Photo.__schema__.to_json()["fields"]}
     assert fields["image"]["encoding"] == {"name": "jpeg", "quality": 90}
-    assert fields["mask"]["encoding"] == {"name": "png", "level": 6}
+    assert fields["mask"]["encoding"] == {"name": "png", "level": 1}
     assert fields["depth"]["encoding"] == {"name": "zstd", "level": 5}
     assert "encoding" not in fields["label"]
     again = atdata.Schema.from_json(Photo.__schema__.dumps())
@@ -510,7 +510,7 @@ def test_changing_an_encoding_is_compatible(tmp_path: Path) -> None:
         got = list(atdata.Dataset[reader](both).ordered())
         assert [s.n for s in got] == [1, 2]
         assert all(np.array_equal(s.pixels, pixels) for s in got)
-    assert old.__schema__.diff(new.__schema__)["encoding"] == ["pixels: npy -> png(level=6)"]
+    assert old.__schema__.diff(new.__schema__)["encoding"] == ["pixels: npy -> png(level=1)"]
     assert old.__schema__.diff(new.__schema__)["retyped"] == []
     # the schema of the mixed dataset is the newest one, and reads every shard
     from atdata.manifest.loader import dataset_schema

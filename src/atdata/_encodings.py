@@ -99,7 +99,7 @@ MAX_PIXELS = 89_478_485
 # name -> {option: (default, lowest, highest)}
 _OPTIONS: dict[str, dict[str, tuple[int, int, int]]] = {
     "npy": {},
-    "png": {"level": (6, 0, 9)},
+    "png": {"level": (1, 0, 9)},
     "jpeg": {"quality": (90, 1, 100)},
     "zstd": {"level": (3, 1, 22)},
 }
@@ -122,8 +122,9 @@ class Encoding:
     Args:
         name: the encoding.
         quality: JPEG quality, 1-100 (default 90); ``jpeg`` only.
-        level: compression level: zlib's 0-9 for ``png`` (default 6; 1 writes
-            a photo-like image about 4x faster, for a file about 20% larger),
+        level: compression level: zlib's 0-9 for ``png`` (default 1: on a
+            photo-like 256x256 image it writes 5x faster than Pillow's default 6,
+            for a file 18% larger; decoding is as fast either way),
             zstd's 1-22 for ``zstd`` (default 3).
 
     Raises:
