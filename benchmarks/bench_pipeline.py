@@ -14,7 +14,12 @@ this process.
    sent concurrently for a bounded run; the rate is events answered 202 per
    second. "None lost" is then checked: every event has exactly one ledger
    record and every record reaches ``done``. Measured with the ledger on local
-   disk (SQLite) and on the S3 server (one conditional PUT per claim).
+   disk (SQLite) and on the S3 server (one conditional PUT per claim). The
+   events name objects that were never uploaded, so each run's check that its
+   object version is current costs a HEAD and s3fs's folder probe (a LIST), the
+   worst case. The dispatcher's CPU time per event is printed too, while
+   answering and including the runs: unlike the rate, it hardly moves when
+   other work shares the cores (Linux only).
 
 Usage:
     python benchmarks/bench_pipeline.py            # 20 latency runs, 5,000 events
@@ -130,8 +135,8 @@ def s3_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def dispatcher(pipelines: Path, env: dict[str, str], threads: int) -> Iterator[str]:
-    """``atdata serve`` in a subprocess; yields its base URL."""
+def dispatcher(pipelines: Path, env: dict[str, str], threads: int) -> Iterator[tuple[str, int]]:
+    """``atdata serve`` in a subprocess; yields its base URL and process id."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -163,12 +168,22 @@ def dispatcher(pipelines: Path, env: dict[str, str], threads: int) -> Iterator[s
     drain = threading.Thread(target=lambda: [log.append(x) for x in proc.stderr], daemon=True)  # type: ignore[union-attr]
     drain.start()
     try:
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(60)
         drain.join(10)
         proc.stderr.close()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system, all threads) process ``pid`` has used; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # after the command name: state is field 3 of stat(5), utime and stime are 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def shard_bytes(n: int) -> bytes:
@@ -334,7 +349,7 @@ def main() -> None:
         pipelines.write_text(PIPELINES)
         local_out = os.path.join(tmp, "noop-out")
         env = {"BENCH_BUCKET": bucket, "BENCH_LOCAL_OUT": local_out}
-        with dispatcher(pipelines, env, args.threads) as url:
+        with dispatcher(pipelines, env, args.threads) as (url, server_pid):
             if not args.skip_latency:
                 print(
                     f"\n1. event at /ingest -> output manifest committed ({args.samples}-sample "
@@ -368,13 +383,16 @@ def main() -> None:
                 rates = []
                 for run in range(args.repeat):
                     batch = f"{prefix}/run{run}"
+                    cpu_before = cpu_seconds(server_pid)
                     elapsed, sent = asyncio.run(
                         blast(url, bucket, batch, args.events, args.concurrency)
                     )
+                    cpu_answering = cpu_seconds(server_pid)
                     accepted = sum(code == 202 for _, _, code in sent)
                     recorded, done, waited = settle(
                         name, f"s3://{bucket}/{prefix}", output, bucket, sent, timeout=900
                     )
+                    cpu_after = cpu_seconds(server_pid)
                     rates.append(accepted / elapsed)
                     print(
                         f"   {label:<30} run {run + 1}: {accepted / elapsed:6.0f} events/s  "
@@ -382,6 +400,13 @@ def main() -> None:
                         f"{recorded} claimed, {done} done {waited:.1f} s later, "
                         f"{accepted - done} lost)"
                     )
+                    if cpu_before is not None and cpu_answering and cpu_after and accepted:
+                        print(
+                            f"   {'':<30} server CPU per event: "
+                            f"{(cpu_answering - cpu_before) / accepted * 1000:.2f} ms while "
+                            f"answering, {(cpu_after - cpu_before) / accepted * 1000:.2f} ms "
+                            "with its run"
+                        )
                     others = sorted({code for _, _, code in sent} - {202})
                     if others:
                         print(f"   other answers: {others}")
