@@ -139,7 +139,8 @@ def test_a_field_of_mixed_types_is_left_out_and_the_cli_says_how_to_give_the_typ
     shown = ok("schema", "show", pattern)
     assert "not recorded: field 'id' (int and str values)" in shown
     # the command it names works: a type that says what id is records every field
-    (tmp_path / "mytypes.py").write_text(
+    # (a module name of its own: other tests import their own mytypes.py in this process)
+    (tmp_path / "infer_record_types.py").write_text(
         textwrap.dedent(
             """
             import atdata
@@ -154,7 +155,7 @@ def test_a_field_of_mixed_types_is_left_out_and_the_cli_says_how_to_give_the_typ
     monkeypatch.chdir(tmp_path)
     rows = [{"id": f"id-{i}", "label": "cat"} for i in range(6)]
     pattern = write_untyped(tmp_path / "typed", rows)
-    result = ok_json("manifest", "build", pattern, "--force", "--type", "mytypes:Record")
+    result = ok_json("manifest", "build", pattern, "--force", "--type", "infer_record_types:Record")
     assert result["type"] == "Record@1.0.0" and result["inferred"] is None
     assert ok_json("schema", "show", pattern)["name"] == "Record"
 
