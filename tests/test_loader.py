@@ -30,6 +30,7 @@ import pytest
 import atdata
 from atdata.errors import StorageError
 from atdata.loader import DatasetView, ShardCache, mix
+from atdata.loader._index import ShardIndex
 from atdata.shards import ShardWriter
 
 torch = pytest.importorskip("torch")
@@ -375,8 +376,9 @@ def test_a_shared_cache_downloads_each_shard_once(tmp_path: Path) -> None:
     assert not [p for p in cache.iterdir() if p.name.endswith(".partial")]
 
 
+@pytest.mark.parametrize("workers", [0, 2])  # a window is read out of order from local copies
 def test_workers_share_one_download_of_a_remote_shard_without_a_cache_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
 ) -> None:
     local = write(tmp_path / "data")
     expected = labels(atdata.Dataset[Item](local).shuffled(seed=3, buffer_size=30))
@@ -386,7 +388,7 @@ def test_workers_share_one_download_of_a_remote_shard_without_a_cache_dir(
     with serve(tmp_path / "data") as (base, handler):
         remote = [f"{base}/{Path(u).name}" for u in local]
         view = atdata.Dataset[Item](remote).shuffled(seed=3, buffer_size=30)
-        assert labels(loader(view, 2)) == expected
+        assert labels(loader(view, workers)) == expected
         tar_gets = {k: v for k, v in handler.gets.items() if k.endswith(".tar")}
     assert len(tar_gets) == len(local) and set(tar_gets.values()) == {1}
     assert [p.name[:15] for p in temp.iterdir()] == ["atdata-scratch-"]
@@ -481,3 +483,193 @@ def test_mix_refuses_bad_weights(two_sources: tuple[Any, Any]) -> None:
         mix(list(two_sources), weights=[1.0])
     with pytest.raises(ValueError, match="unbatched views"):
         mix([two_sources[0].ordered(batch_size=4), two_sources[1]])
+
+
+# -- streaming out of a window ------------------------------------------------------------
+
+# Orders recorded from the loader as it was before windows were streamed (when a window
+# was gathered whole, then yielded): streaming changes when samples are read, not the order.
+RECORDED: list[tuple[dict[str, Any], list[int]]] = [
+    (
+        {"rank": 0, "world": 1, "epoch": 1, "seed": 7, "buffer_size": 20, "batch_size": None},
+        [47, 57, 51, 49, 1, 56, 55, 3, 45, 53, 2, 52, 58, 48, 50, 0, 46, 54, 59, 4, 12, 10, 24,
+         13, 15, 22, 17, 14, 21, 5, 23, 6, 9, 7, 20, 16, 8, 19, 18, 11, 25, 68, 64, 62, 61, 27,
+         67, 69, 28, 60, 26, 70, 73, 71, 66, 29, 63, 74, 72, 65, 76, 33, 30, 86, 32, 81, 89, 31,
+         75, 80, 82, 77, 85, 79, 88, 78, 34, 87, 83, 84, 41, 98, 43, 95, 38, 90, 36, 40, 93, 94,
+         92, 44, 96, 39, 42, 35, 97, 91, 37, 99, 101, 100, 102],
+    ),
+    (
+        {"rank": 1, "world": 3, "epoch": 2, "seed": 5, "buffer_size": 17, "batch_size": 6},
+        [37, 10, 14, 34, 7, 11, 31, 30, 36, 9, 13, 8, 6, 12, 33, 35, 32, 22, 43, 23, 39, 21, 41,
+         24, 16, 19, 18, 17, 42, 44, 20, 40, 38, 15],
+    ),
+    (
+        {"rank": 1, "world": 2, "epoch": 0, "seed": 3, "buffer_size": 40, "batch_size": None,
+         "drop_last": False},
+        [1, 61, 102, 71, 30, 41, 101, 64, 0, 32, 67, 70, 43, 60, 97, 35, 72, 74, 38, 62, 42, 34,
+         39, 2, 31, 40, 65, 99, 36, 44, 98, 100, 33, 3, 68, 37, 63, 73, 69, 66, 75, 14, 4, 12,
+         10, 6, 13, 11, 9, 5, 7, 8],
+    ),
+    (  # the default window: these samples are small, so it is the 10,000 cap, as before
+        {"rank": 0, "world": 1, "epoch": 0, "seed": 0, "buffer_size": None, "batch_size": None},
+        [91, 35, 13, 81, 94, 34, 99, 95, 23, 69, 9, 4, 72, 40, 42, 75, 88, 44, 24, 2, 43, 57, 46,
+         55, 92, 77, 90, 100, 11, 5, 89, 3, 25, 8, 27, 87, 22, 59, 58, 66, 82, 86, 14, 71, 36, 6,
+         41, 68, 52, 62, 33, 18, 79, 78, 60, 67, 93, 102, 31, 98, 28, 15, 19, 61, 83, 63, 39, 56,
+         30, 45, 48, 74, 50, 0, 70, 47, 21, 76, 54, 97, 32, 84, 37, 12, 64, 49, 96, 10, 51, 65,
+         1, 26, 7, 53, 38, 85, 17, 73, 101, 80, 16, 20, 29],
+    ),
+]  # fmt: skip
+
+
+def _recorded_view(shards: list[str], case: dict[str, Any]) -> DatasetView:
+    ds = atdata.Dataset[Item](shards, rank=case["rank"], world_size=case["world"])
+    view = ds.shuffled(
+        seed=case["seed"],
+        batch_size=case["batch_size"],
+        drop_last=case.get("drop_last", True),
+        **({"buffer_size": case["buffer_size"]} if case["buffer_size"] else {}),
+    )
+    view.set_epoch(case["epoch"])
+    return view
+
+
+@pytest.mark.parametrize("hold", [None, 1])  # one group per window; a group per sample
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_order_is_the_one_recorded_before_windows_were_streamed(
+    shards: list[str], monkeypatch: pytest.MonkeyPatch, hold: int | None, workers: int
+) -> None:
+    if hold is not None:  # forked DataLoader workers inherit the patch
+        monkeypatch.setattr("atdata.loader._assemble.HOLD_BYTES", hold)
+    for case, expected in RECORDED:
+        assert labels(loader(_recorded_view(shards, case), workers)) == expected, case
+        # resuming anywhere continues the recorded order
+        for k in (1, len(expected) // 2):
+            view = _recorded_view(shards, case)
+            unit = case["batch_size"] or 1
+            view.load_state_dict({**view.state_dict(), "position": k * unit})
+            assert labels(view) == expected[k * unit :], (case, k)
+
+
+class _ReadSpy:
+    """Wraps the fetcher's ``iter_raw``: which byte ranges are read, and the samples they bring."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[str, int, int | None]] = []
+        self.spans: dict[str, int] = {}  # key -> bytes, of every sample read
+        self.bytes_read = 0
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real = atdata.shards.reader.iter_raw
+
+        def spy(url: str, **kw: Any) -> Iterator[Any]:
+            self.reads.append((url, *(kw.get("byte_range") or (0, None))))
+            for raw in real(url, **kw):
+                self.spans[raw.key] = raw.span
+                self.bytes_read += raw.span
+                yield raw
+
+        monkeypatch.setattr("atdata.loader._fetch.iter_raw", spy)
+
+
+BIG = (132, 132)  # int32: ~70 KB a sample, more than the gap the fetcher reads across
+
+
+def test_a_shuffled_window_yields_its_first_sample_after_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = write(tmp_path, n=80, per_shard=10, shape=BIG)
+    view = atdata.Dataset[Item](urls).shuffled(seed=0, buffer_size=80)  # one window, 8 shards
+    spy = _ReadSpy()
+    spy.install(monkeypatch)
+    it = iter(view)
+    first = next(it)
+    assert len(spy.reads) == 1 and len({url for url, *_ in spy.reads}) == 1
+    assert first.label // 10 == urls.index(spy.reads[0][0])  # the read held the first sample
+    rest = labels(it)
+    assert sorted([first.label, *rest]) == list(range(80))
+    assert len({url for url, *_ in spy.reads}) == 8
+
+
+def test_a_reader_holds_a_bounded_number_of_bytes_whatever_the_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = write(tmp_path, n=100, per_shard=25, shape=BIG)
+    hold = 1 << 20  # about 14 samples
+    monkeypatch.setattr("atdata.loader._assemble.HOLD_BYTES", hold)
+    spy = _ReadSpy()
+    spy.install(monkeypatch)
+    view = atdata.Dataset[Item](urls).shuffled(seed=1, buffer_size=100)  # 7 MB in one window
+    yielded, peak = 0, 0
+    for sample in view:
+        peak = max(peak, spy.bytes_read - yielded)  # read, not yet handed on
+        yielded += spy.spans[sample.__key__]
+    assert yielded == spy.bytes_read == sum(spy.spans.values())  # every sample read once
+    assert len(spy.spans) == 100
+    assert peak <= hold + max(spy.spans.values())
+    assert peak < yielded / 4  # far from the whole window
+
+
+def test_dataloader_workers_read_only_their_own_samples(tmp_path: Path) -> None:
+    urls = write(tmp_path / "data", n=60, per_shard=20, shape=BIG)
+    log = tmp_path / "reads"
+    log.mkdir()
+
+    def count_reads(_: int) -> None:  # in each worker: log the samples it reads
+        from atdata.loader import _fetch
+
+        real = _fetch.iter_raw
+
+        def spy(url: str, **kw: Any) -> Iterator[Any]:
+            for raw in real(url, **kw):
+                with open(log / str(os.getpid()), "a") as out:
+                    out.write(f"{raw.key}\n")
+                yield raw
+
+        setattr(_fetch, "iter_raw", spy)  # noqa: B010 - the worker's own copy of the module
+
+    view = atdata.Dataset[Item](urls).shuffled(seed=2, buffer_size=60, batch_size=4)
+    got = labels(loader(view, 2, worker_init_fn=count_reads))
+    assert got == labels(view)
+    per_worker = [path.read_text().split() for path in log.iterdir()]
+    assert len(per_worker) == 2
+    assert sorted(per_worker[0] + per_worker[1]) == sorted(set(per_worker[0] + per_worker[1]))
+    assert len(per_worker[0]) + len(per_worker[1]) == 60  # each sample read by one worker
+
+
+@pytest.mark.parametrize("hold", [None, 1])
+def test_a_truncated_shard_in_a_window_loses_only_its_unreadable_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hold: int | None
+) -> None:
+    if hold is not None:
+        monkeypatch.setattr("atdata.loader._assemble.HOLD_BYTES", hold)
+    urls = write(tmp_path, n=60, per_shard=15, shape=(16, 16))
+    expected = labels(atdata.Dataset[Item](urls).shuffled(seed=4, buffer_size=60))
+    index = ShardIndex(urls)
+    index.counts()
+    offsets = index.offsets(1)[0]
+    with open(urls[1], "r+b") as shard:
+        shard.truncate(int(offsets[7]) + 100)  # samples 7.. of shard 1 (labels 22..29) are cut
+    view = atdata.Dataset[Item](urls, handler="skip").shuffled(seed=4, buffer_size=60)
+    assert labels(view) == [x for x in expected if not 22 <= x < 30]
+
+
+def test_the_default_window_spans_a_byte_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atdata.loader._plan import WINDOW_BYTES
+
+    urls = write(tmp_path, n=40, per_shard=20, shape=BIG)
+    view = atdata.Dataset[Item](urls).shuffled(seed=0)
+    sample_bytes = sum(os.path.getsize(u) for u in urls) / 40
+    assert view.buffer_size == int(WINDOW_BYTES // sample_bytes) < 10_000  # ~3,800 of 70 KB
+    assert view.plan().window == view.buffer_size
+    assert view.state_dict()["buffer_size"] == view.buffer_size
+    again = atdata.Dataset[Item](urls).shuffled(seed=0)
+    again.load_state_dict(view.state_dict())  # the same default: accepted
+    with pytest.raises(ValueError, match="buffer_size"):
+        atdata.Dataset[Item](urls).shuffled(seed=0, buffer_size=16).load_state_dict(
+            view.state_dict()
+        )
+    monkeypatch.setattr("atdata.loader._plan.WINDOW_BYTES", 10 * 75_000)
+    assert atdata.Dataset[Item](urls).shuffled(seed=0).buffer_size == 10  # the budget decides
+    assert atdata.Dataset[Item](urls).shuffled(seed=0, buffer_size=7).buffer_size == 7

@@ -261,7 +261,7 @@ class Dataset(Generic[T]):
 
     def shuffled(
         self,
-        buffer_size: int = 10_000,
+        buffer_size: int | None = None,
         seed: int | None = None,
         batch_size: int | None = None,
         *,
@@ -276,7 +276,10 @@ class Dataset(Generic[T]):
         :meth:`DatasetView.state_dict`.
 
         Args:
-            buffer_size: samples permuted together (memory vs randomness).
+            buffer_size: samples permuted together (how far apart in the shards
+                two neighbours in the order can come from). Default: as many as
+                make 256 MiB at the manifests' mean sample size, at most 10,000
+                (see ``docs/loader.md``).
             seed: for a repeatable order; None draws one (not allowed across
                 several ranks, which must agree).
             batch_size: yield :class:`SampleBatch` es of this size.

@@ -25,6 +25,7 @@ import contextlib
 import functools
 import glob as _glob
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -127,6 +128,10 @@ class Store:
         """Copy a local file to ``path`` atomically."""
         raise NotImplementedError
 
+    def get(self, path: str, local_path: str) -> None:
+        """Copy ``path`` to a local file, streamed (one request on object stores)."""
+        raise NotImplementedError
+
     def exists(self, path: str) -> bool:
         """True when ``path`` exists."""
         raise NotImplementedError
@@ -188,6 +193,10 @@ class LocalStore(Store):
             os.replace(local_path, path)
         else:
             self.write(path, self.read(local_path))
+
+    def get(self, path: str, local_path: str) -> None:
+        with _errors(path):
+            shutil.copyfile(path, local_path)
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
@@ -286,6 +295,14 @@ class FsspecStore(Store):
     def put(self, local_path: str, path: str) -> None:
         with _errors(self.url(path)):
             self.fs.put_file(local_path, path)
+
+    def get(self, path: str, local_path: str) -> None:
+        with _errors(self.url(path)):
+            if self.protocol in _S3_PROTOCOLS:
+                # One streamed GET; s3fs's default splits a big object into ranges.
+                self.fs.get_file(path, local_path, max_concurrency=1)
+            else:
+                self.fs.get_file(path, local_path)
 
     def exists(self, path: str) -> bool:
         with _errors(self.url(path)):

@@ -4,10 +4,13 @@
   read-ahead do the prefetching).
 - Remote shards are fetched ``prefetch`` pieces ahead on background threads,
   each piece with one range request, while the current one is decoded.
-- With a ``cache_dir`` remote shards are downloaded whole, once, into the
-  cache (safe across DataLoader workers and ranks sharing it: a lock file per
-  shard, a temporary name, then an atomic rename) and read from there; the
-  least recently used shards are evicted beyond ``cache_limit`` bytes.
+- Through a :class:`ShardCache` remote shards are downloaded whole, once, into
+  the cache (safe across DataLoader workers and ranks sharing it: a lock file
+  per shard, a temporary name, then an atomic rename) and read from there; the
+  least recently used shards are evicted beyond the cache's limit. A pass over
+  the data reads its copies through :class:`LocalCopies`, which checks each
+  shard's version once and downloads the shards it is told it will need next
+  on background threads, while the current ones are read.
 
 Transient storage errors are retried with exponential backoff; then a
 :class:`~atdata.errors.StorageError` names the shard.
@@ -32,7 +35,7 @@ from atdata.errors import CredentialsError, StorageError, UnreadableURLError
 from atdata.shards.reader import RawSample, iter_raw
 from atdata.storage import is_local, store_for
 
-__all__ = ["Fetch", "ShardCache", "parse_size", "prefetched", "with_retries"]
+__all__ = ["Fetch", "LocalCopies", "ShardCache", "parse_size", "prefetched", "with_retries"]
 
 T = TypeVar("T")
 
@@ -149,15 +152,9 @@ class ShardCache:
     def _download(self, url: str, path: str) -> None:
         partial = f"{path}.partial"  # only the lock holder writes it: a leftover is dead
         store, remote = store_for(url)
-
-        def copy() -> None:
-            with store.open(remote) as src, open(partial, "wb") as dst:
-                while chunk := src.read(8 << 20):
-                    dst.write(chunk)
-
         with obs.trace("cache download", shard=url):
             try:
-                with_retries(url, copy)
+                with_retries(url, lambda: store.get(remote, partial))
                 os.replace(partial, path)
             finally:
                 with contextlib.suppress(FileNotFoundError):
@@ -196,15 +193,73 @@ def _locked(path: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class LocalCopies:
+    """One pass's local copies of remote shards, made through a :class:`ShardCache`.
+
+    Each shard's version (ETag) is checked and its copy made once per pass, not
+    once per piece read from it. :meth:`stage` starts downloading shards, in the
+    order given, on ``threads`` background threads (0: each is downloaded when
+    first opened).
+
+    Example:
+        >>> copies = LocalCopies(ShardCache("tmp/atdata-cache"), threads=2)
+        >>> copies.stage(["s3://bucket/incoming/a.tar"])      # downloads in the background
+        >>> with copies.open("s3://bucket/incoming/a.tar") as copy:
+        ...     copy.read(3) != b""
+        True
+        >>> copies.close()
+    """
+
+    def __init__(self, cache: ShardCache, *, threads: int) -> None:
+        self.cache = cache
+        self._pool = (
+            ThreadPoolExecutor(threads, thread_name_prefix="atdata-stage") if threads else None
+        )
+        self._paths: dict[str, Future[str]] = {}
+
+    def stage(self, urls: Iterable[str]) -> None:
+        """Start making the copies of these shards that are not made or started yet."""
+        if self._pool is None:
+            return
+        for url in urls:
+            if url not in self._paths:
+                self._paths[url] = self._pool.submit(self.cache.fetch, url)
+
+    def open(self, url: str) -> IO[bytes]:
+        """The local copy of ``url``, open (waiting for its download if it is under way).
+
+        Raises:
+            StorageError: the shard could not be downloaded.
+        """
+        future = self._paths.get(url)
+        if future is None:
+            path = self.cache.fetch(url)
+            future = self._paths[url] = _done(path)
+        try:
+            return open(future.result(), "rb")
+        except FileNotFoundError:  # evicted meanwhile by another reader of the cache
+            path = self.cache.fetch(url)
+            self._paths[url] = _done(path)
+            return open(path, "rb")
+
+    def close(self) -> None:
+        """Cancel the downloads not started yet (a running one finishes in the cache)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _done(path: str) -> Future[str]:
+    future: Future[str] = Future()
+    future.set_result(path)
+    return future
+
+
 # -- pieces -----------------------------------------------------------------------------
 
 
-def _fetch(piece: Fetch, cache: ShardCache | None) -> bytes | IO[bytes]:
-    """What a background thread gets for a piece: its cached copy, open (so that an
-    eviction meanwhile cannot take it away), or its bytes."""
+def _fetch(piece: Fetch) -> bytes:
+    """A remote piece's bytes (one range request, or one GET for a whole shard)."""
     url, start, stop = piece
-    if cache is not None:
-        return open(cache.fetch(url), "rb")
     store, path = store_for(url)
     if stop is None:
         return with_retries(url, lambda: store.read(path)[start:])
@@ -237,16 +292,18 @@ def _shifted(samples: Iterator[RawSample], base: int) -> Iterator[RawSample]:
 
 
 def prefetched(
-    items: Iterable[tuple[Fetch | None, T]], *, prefetch: int, cache: ShardCache | None
+    items: Iterable[tuple[Fetch | None, T]], *, prefetch: int, copies: LocalCopies | None
 ) -> Iterator[tuple[T, Iterator[RawSample] | None]]:
     """Each item's tag with an iterator over its piece's raw samples, fetched ahead.
 
     ``items`` are ``(piece, tag)`` pairs; a ``None`` piece passes its tag through
-    (with ``None``) in order. Local pieces are streamed as they are reached;
-    remote ones (or their cached copies) are fetched on ``prefetch`` background
-    threads, that many pieces ahead (0: in the caller, when reached).
+    (with ``None``) in order. Local pieces, and remote ones read from their
+    ``copies``, are streamed as they are reached (the copies download ahead by
+    themselves, see :meth:`LocalCopies.stage`); other remote ones are fetched on
+    ``prefetch`` background threads, that many pieces ahead (0: in the caller,
+    when reached).
     """
-    pending: deque[tuple[Fetch | None, T, Future[bytes | IO[bytes]] | None]] = deque()
+    pending: deque[tuple[Fetch | None, T, Future[bytes] | None]] = deque()
     pool = ThreadPoolExecutor(max(prefetch, 1), thread_name_prefix="atdata-prefetch")
     try:
         source = iter(items)
@@ -262,8 +319,8 @@ def prefetched(
                 future = None
                 if piece is not None:
                     ahead += 1
-                    if prefetch and not is_local(piece[0]):
-                        future = pool.submit(_fetch, piece, cache)
+                    if prefetch and copies is None and not is_local(piece[0]):
+                        future = pool.submit(_fetch, piece)
                 pending.append((piece, tag, future))
             if not pending:
                 return
@@ -272,12 +329,15 @@ def prefetched(
                 yield tag, None
                 continue
             ahead -= 1
+            got: bytes | IO[bytes] | None = None
             if future is not None:
-                got: bytes | IO[bytes] | None = future.result()
-            elif not is_local(piece[0]):
-                got = _fetch(piece, cache)
-            else:
+                got = future.result()
+            elif is_local(piece[0]):
                 got = None
+            elif copies is not None:
+                got = copies.open(piece[0])
+            else:
+                got = _fetch(piece)
             yield tag, _raw(piece, got)
     finally:
         for _, _, future in pending:

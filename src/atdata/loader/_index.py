@@ -72,6 +72,17 @@ class ShardIndex:
             ]
         return self._counts
 
+    def sample_bytes(self) -> float:
+        """The mean bytes of a sample over all the shards (from the manifests' shard
+        sizes, or the scanned spans of a shard without one); 0 for no samples."""
+        counts = self.counts()
+        sizes = [
+            m.size_bytes if m is not None else int(self.offsets(i)[1].sum())
+            for i, m in enumerate(self._manifests)
+        ]
+        total = sum(counts)
+        return sum(sizes) / total if total else 0.0
+
     def offsets(self, shard: int) -> tuple[np.ndarray, np.ndarray]:
         """``(offsets, spans)`` of shard number ``shard``'s samples, in bytes."""
         with self._lock:

@@ -11,7 +11,10 @@ and ``(rank, world_size)`` alone:
    ``drop_last`` the remainder (fewer than ``world_size`` samples) is dropped;
    without, the parts are rounded up and filled from the start of the order;
 3. the rank's samples are cut into windows of ``buffer_size`` samples and each
-   window is permuted (``seed``, ``epoch``, ``rank``, window number).
+   window is permuted (``seed``, ``epoch``, ``rank``, window number). A view
+   given no ``buffer_size`` takes :func:`default_buffer_size` of the manifests'
+   mean sample size: the samples of :data:`WINDOW_BYTES`, at most
+   :data:`MAX_WINDOW`.
 
 Position ``p`` of the result is therefore computable without reading anything
 before it: resuming at ``p`` reads only ``p``'s window, and each DataLoader
@@ -26,7 +29,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Piece", "RankPlan", "plan_rank"]
+__all__ = ["MAX_WINDOW", "WINDOW_BYTES", "Piece", "RankPlan", "default_buffer_size", "plan_rank"]
+
+WINDOW_BYTES = 256 << 20
+"""The bytes of samples a default shuffle window spans (see :func:`default_buffer_size`)."""
+MAX_WINDOW = 10_000
+"""The most samples in a default shuffle window."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +90,20 @@ class RankPlan:
                     Piece(piece.shard, piece.start + offset, piece.start + offset + hi - lo, lo)
                 )
         return out
+
+
+def default_buffer_size(sample_bytes: float) -> int:
+    """The window, in samples, when a view is given no ``buffer_size``: as many
+    samples of ``sample_bytes`` as make :data:`WINDOW_BYTES`, between 1 and
+    :data:`MAX_WINDOW`.
+
+    Example:
+        >>> default_buffer_size(3_200), default_buffer_size(196_000), default_buffer_size(0)
+        (10000, 1369, 10000)
+    """
+    if sample_bytes <= 0:
+        return MAX_WINDOW
+    return max(1, min(MAX_WINDOW, int(WINDOW_BYTES // sample_bytes)))
 
 
 def plan_rank(

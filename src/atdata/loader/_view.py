@@ -12,21 +12,30 @@ modulo ``k``, and the DataLoader takes one item from each worker in turn — so
 the sequence that comes out is the same for any number of workers. Each worker
 decodes only its own samples.
 
-Remote shards and several workers: every worker reads from every shard of a
-window (each decodes its own share), so without ``cache_dir`` the workers
-share a scratch cache in the temporary folder — one download per shard, not
-one per worker — holding a few shards per worker and removed with the view.
+How a window is read (see ``_assemble``): a reader's positions of a window are
+read a group of about 64 MiB of samples at a time, in the order the permutation
+needs them, and each sample is yielded as soon as it is present, so memory does
+not grow with ``buffer_size`` and the first sample waits for one read.
+
+Remote shards: a permuted window needs samples from all of its shards in
+random order, and the rank's workers together need every one of them, so the
+window's shards are downloaded whole, once, into a local cache (``cache_dir``,
+or a scratch cache in the temporary folder shared by the workers and removed
+with the view), the next groups' shards on background threads while the
+current ones are read; each worker reads only its own samples' byte ranges
+from the copies.
 
 How resume works: ``state_dict()`` records the epoch and the position of the
 next item. The order is arithmetic on ``(seed, epoch, rank, window)``, so
 ``load_state_dict`` regenerates the shuffle window that holds that position
-(rather than pickling a buffer) and reads only that window's samples, found
-through the manifests' byte offsets: the cost is one window, wherever the
-position is in the epoch.
+(rather than pickling a buffer) and reads only that window's samples still to
+come, found through the manifests' byte offsets: the cost is at most one
+window, wherever the position is in the epoch.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import random
 import shutil
@@ -41,10 +50,11 @@ import numpy as np
 
 from atdata import observability as obs
 from atdata.errors import SchemaMismatchError, ShardCorruptError
+from atdata.loader._assemble import Group, assemble, window_groups
 from atdata.loader._batch import SampleBatch
-from atdata.loader._fetch import Fetch, ShardCache, prefetched
+from atdata.loader._fetch import LocalCopies, ShardCache
 from atdata.loader._index import ShardIndex
-from atdata.loader._plan import Piece, RankPlan, plan_rank
+from atdata.loader._plan import RankPlan, default_buffer_size, plan_rank
 from atdata.shards import ShardSet
 from atdata.shards.reader import (
     RawSample,
@@ -59,10 +69,8 @@ __all__ = ["DatasetView", "rank_and_world", "register_with_torch", "worker_and_w
 
 STATE_VERSION = 1
 _COUNT_EVERY = 4096
-_BIG_SAMPLE = 64 << 10
-"""Samples at least this big (on average in a shard) are fetched one by one when a
-worker needs only some of them; smaller ones are streamed with their neighbours."""
 _WINDOWS_AHEAD = 4  # windows whose shards' offsets are read in one concurrent round
+_GROUPS_AHEAD = 4  # groups whose remote shards are copied locally before they are read
 
 
 class DatasetView:
@@ -88,7 +96,7 @@ class DatasetView:
         *,
         shuffle: bool,
         seed: int | None = None,
-        buffer_size: int = 10_000,
+        buffer_size: int | None = None,
         batch_size: int | None = None,
         drop_last: bool = True,
         rank: int | None = None,
@@ -100,7 +108,7 @@ class DatasetView:
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if shuffle and buffer_size < 1:
+        if shuffle and buffer_size is not None and buffer_size < 1:
             raise ValueError(f"buffer_size must be at least 1, got {buffer_size}")
         if prefetch < 0:
             raise ValueError(f"prefetch must be 0 or more, got {prefetch}")
@@ -116,7 +124,7 @@ class DatasetView:
                 )
             seed = random.SystemRandom().randrange(2**63) if shuffle else 0
         self.seed = seed
-        self.buffer_size = buffer_size
+        self._buffer_size = buffer_size  # None: from the samples' size, on first use
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.prefetch = prefetch
@@ -149,6 +157,21 @@ class DatasetView:
         """
         self.epoch = int(epoch)
         self._resume_at = self._next = 0
+
+    @property
+    def buffer_size(self) -> int:
+        """Samples per shuffle window: the ``buffer_size`` given, or by default as many
+        as make :data:`~atdata.loader._plan.WINDOW_BYTES` (256 MiB) at the manifests'
+        mean sample size, at most 10,000 (read from the manifests on first use; the
+        same on every rank and worker).
+
+        Example:
+            >>> view.buffer_size         # 40 small samples: the 10,000 cap
+            10000
+        """
+        if self._buffer_size is None:
+            self._buffer_size = default_buffer_size(self._index.sample_bytes())
+        return self._buffer_size
 
     def plan(self) -> RankPlan:
         """This rank's plan of the current epoch (the order, as arithmetic).
@@ -325,119 +348,66 @@ class DatasetView:
     def _raw(
         self, plan: RankPlan, start: int, select: Selection
     ) -> Iterator[tuple[int, str, RawSample]]:
-        """``(position, shard URL, raw sample)`` of the selected positions, in order.
-
-        Without a permutation the samples stream through as their pieces are
-        read; with one, a window's needed samples are gathered, then yielded
-        in the window's order.
-        """
+        """``(position, shard URL, raw sample)`` of the selected positions, in order
+        (each as soon as it is read: see ``_assemble``)."""
         first = start // plan.window if plan.window else 0
+        copies = self._copies(plan)
+        worker = worker_and_workers()[0]
 
-        def jobs() -> Iterator[_WindowJob]:
+        def groups() -> Iterator[Group]:
             count = plan.window_count()
             for ahead in range(first, count, _WINDOWS_AHEAD):
                 windows = range(ahead, min(ahead + _WINDOWS_AHEAD, count))
                 # one concurrent round of offset reads for the next windows' shards
                 self._index.load_offsets(self._entered(plan, windows, select))
                 for w in windows:
-                    yield self._window_job(plan, w, select)
+                    yield from window_groups(plan, w, select(*plan.window_bounds(w)), self._index)
 
-        def items() -> Iterator[tuple[Fetch | None, tuple[_WindowJob, Piece | None]]]:
-            for job in jobs():
-                for fetch, piece in job.fetches:
-                    yield fetch, (job, piece)
-                yield None, (job, None)  # the window is complete
-
-        shards = self._index.shards
-        slots: list[tuple[str, RawSample] | None] = []
-        for (job, piece), raws in prefetched(items(), prefetch=self.prefetch, cache=self._cache()):
-            if piece is None or raws is None:  # the window is complete
-                if job.storage is not None and slots:
-                    for position, k in zip(job.wanted, job.storage, strict=True):
-                        hit = slots[k]
-                        if hit is not None:
-                            yield position, hit[0], hit[1]
-                slots = []
-                continue
-            url, need = shards[piece.shard], job.need
-            k = piece.position - job.lo
-            end = k + len(piece)
-            if job.storage is not None and not slots:  # the window's first piece
-                slots = [None] * len(need)
-            try:
-                for raw in raws:
-                    if need[k]:
-                        if job.storage is None:
-                            yield job.lo + k, url, raw
-                        else:
-                            slots[k] = (url, raw)
-                    k += 1
-                    if k == end:
-                        break
-            except ShardCorruptError as exc:  # the rest of this piece is unreadable
-                handle_error(self.source.handler, exc)
+        try:
+            yield from assemble(
+                _staged(groups(), copies, self._index.shards, first=worker * self.prefetch),
+                self._index.shards,
+                prefetch=self.prefetch,
+                copies=copies,
+                on_corrupt=lambda exc: handle_error(self.source.handler, exc),
+            )
+        finally:
+            if copies is not None:
+                copies.close()
 
     def _entered(self, plan: RankPlan, windows: range, select: Selection) -> list[int]:
-        """The shards these windows read part of, or of which this reader takes a share:
-        the ones whose sample offsets are needed."""
+        """The shards whose sample offsets these windows need: all of a permuted
+        window's (its samples are read a group at a time), else the ones read in
+        part, or of which this reader takes a share."""
         shards = []
         for w in windows:
             lo, hi = plan.window_bounds(w)
             shared = len(select(lo, hi)) < hi - lo
             for piece in plan.pieces_between(lo, hi):
-                if shared or self._index.needs_offsets(piece.shard, piece.start, piece.stop):
+                partial = self._index.needs_offsets(piece.shard, piece.start, piece.stop)
+                if plan.window or shared or partial:
                     shards.append(piece.shard)
         return shards
 
-    def _window_job(self, plan: RankPlan, w: int, select: Selection) -> _WindowJob:
-        lo, hi = plan.window_bounds(w)
-        wanted = select(lo, hi)
-        job = _WindowJob(lo, wanted.tolist())
-        if not len(wanted):
-            return job
-        if plan.window:  # a permuted window: gather it, then yield it in order
-            storage = plan.permutation(w)[wanted - lo]
-            job.storage = storage.tolist()
-        else:
-            storage = wanted - lo
-        need = np.zeros(hi - lo, bool)
-        need[storage] = True
-        job.need = need.tolist()
-        for piece in plan.pieces_between(lo, hi):
-            rel = piece.position - lo
-            for sub in self._split(piece, need[rel : rel + len(piece)]):
-                first, stop = self._index.byte_range(sub.shard, sub.start, sub.stop)
-                job.fetches.append(((self._index.shards[sub.shard], first, stop), sub))
-        return job
-
-    def _split(self, piece: Piece, need: np.ndarray) -> list[Piece]:
-        """The part of the piece holding needed samples; for big samples of which only
-        some are needed (other workers take the rest), just the runs of needed ones."""
-        wanted = np.flatnonzero(need)
-        if not len(wanted):
-            return []
-        first, last = int(wanted[0]), int(wanted[-1]) + 1
-        whole = _trim(piece, piece.position + first, piece.position + last)
-        if len(wanted) == last - first:
-            return [whole]
-        spans = self._index.offsets(piece.shard)[1][whole.start : whole.stop]
-        if spans.mean() < _BIG_SAMPLE:
-            return [whole]
-        breaks = np.flatnonzero(np.diff(wanted) > 1)
-        starts = np.concatenate([[wanted[0]], wanted[breaks + 1]])
-        stops = np.concatenate([wanted[breaks], [wanted[-1]]]) + 1
-        return [
-            _trim(piece, piece.position + int(a), piece.position + int(b))
-            for a, b in zip(starts, stops, strict=True)
-        ]
-
-    def _cache(self) -> ShardCache | None:
+    def _copies(self, plan: RankPlan) -> LocalCopies | None:
+        """Where remote shards are read from: the cache, when there is one; the
+        workers' scratch cache when several workers read the same shards, or when
+        a window is permuted (its samples are read out of order from a local copy)."""
         if self.cache_dir:
-            return ShardCache(self.cache_dir, self.cache_limit)
-        workers = worker_and_workers()[1]
-        if self._scratch is None or workers < 2:
+            cache = ShardCache(self.cache_dir, self.cache_limit)
+        elif self._scratch is not None and (plan.window or worker_and_workers()[1] > 1):
+            cache = ShardCache(self._scratch, max_shards=self._scratch_shards(plan))
+        else:
             return None
-        return ShardCache(self._scratch, max_shards=2 * workers * (self.prefetch + 2) + 8)
+        return LocalCopies(cache, threads=self.prefetch)
+
+    def _scratch_shards(self, plan: RankPlan) -> int:
+        """Enough shards for every worker's current and staged reads: the shards of
+        three windows, and a few per worker."""
+        workers = worker_and_workers()[1]
+        counts = self._index.counts()
+        per_window = min(len(counts), plan.window // max(min(counts), 1) + 2) if plan.window else 0
+        return 3 * per_window + 2 * workers * (self.prefetch + 2) + 8
 
     def __repr__(self) -> str:
         kind = "shuffled" if self.shuffle else "ordered"
@@ -469,23 +439,28 @@ def _worker_share(start: int, worker: int, workers: int, unit: int) -> Selection
     return select
 
 
-class _WindowJob:
-    """What one reader fetches for one window, and in which order it yields it."""
+def _staged(
+    groups: Iterator[Group], copies: LocalCopies | None, urls: list[str], first: int
+) -> Iterator[Group]:
+    """The groups, with the remote shards of the next few being copied locally (see
+    :meth:`LocalCopies.stage`) while the current one is read.
 
-    __slots__ = ("fetches", "lo", "need", "storage", "wanted")
-
-    def __init__(self, lo: int, wanted: list[int]) -> None:
-        self.lo = lo
-        self.wanted = wanted  # the positions to yield, in order
-        self.storage: list[int] | None = None  # their storage indices, if permuted
-        self.need: list[bool] = []  # by storage index within the window
-        self.fetches: list[tuple[Fetch, Piece]] = []
-
-
-def _trim(piece: Piece, lo: int, hi: int) -> Piece:
-    """The part of ``piece`` between rank positions ``lo`` and ``hi``."""
-    shift = lo - piece.position
-    return Piece(piece.shard, piece.start + shift, piece.start + shift + hi - lo, lo)
+    A group's shards are staged from its ``first``-th on (modulo their number):
+    DataLoader workers pass different ones, so that they download different
+    shards at the same time instead of waiting for each other's downloads.
+    """
+    if copies is None:
+        yield from groups
+        return
+    coming: collections.deque[Group] = collections.deque()
+    for group in groups:
+        shards = group.shards
+        turn = first % len(shards)
+        copies.stage(urls[i] for i in shards[turn:] + shards[:turn])
+        coming.append(group)
+        if len(coming) > _GROUPS_AHEAD:
+            yield coming.popleft()
+    yield from coming
 
 
 # -- where this process is -------------------------------------------------------------
