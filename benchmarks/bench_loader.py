@@ -26,6 +26,7 @@ working torchvision is installed.
 Run:
     python benchmarks/bench_loader.py            # 100,000 small + 5,000 large samples
     python benchmarks/bench_loader.py --quick    # a tenth
+    python benchmarks/bench_loader.py --only large --repeat 1   # the large case, once
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgpack
@@ -186,7 +187,7 @@ def load_atdata(urls: list[str], **options: Any) -> int:
     loader = torch.utils.data.DataLoader(
         view, batch_size=None, num_workers=WORKERS, collate_fn=atdata.torch.collate
     )
-    return sum(len(batch["label"]) for batch in loader)
+    return count(loader, lambda batch: len(batch["label"]))
 
 
 def load_wds(urls: list[str]) -> int:
@@ -199,7 +200,7 @@ def load_wds(urls: list[str]) -> int:
         .batched(BATCH)
     )
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=WORKERS)
-    return sum(len(labels) for _, labels, _ in loader)
+    return count(loader, lambda batch: len(batch[1]))
 
 
 def load_litdata(folder: str) -> int:
@@ -207,7 +208,7 @@ def load_litdata(folder: str) -> int:
 
     ds = litdata.StreamingDataset(folder, shuffle=True, seed=0)
     loader = litdata.StreamingDataLoader(ds, batch_size=BATCH, num_workers=WORKERS)
-    return sum(len(batch["label"]) for batch in loader)
+    return count(loader, lambda batch: len(batch["label"]))
 
 
 def load_mosaic(local: str, remote: str | None = None) -> int:
@@ -217,19 +218,35 @@ def load_mosaic(local: str, remote: str | None = None) -> int:
         local=local, remote=remote, shuffle=True, shuffle_seed=0, batch_size=BATCH
     )
     loader = streaming.StreamingDataLoader(ds, batch_size=BATCH, num_workers=WORKERS)
-    return sum(len(batch["label"]) for batch in loader)
+    return count(loader, lambda batch: len(batch["label"]))
+
+
+_first_batch_at: list[float] = []  # when the current run's first batch arrived
+
+
+def count(batches: Iterable[Any], size: Callable[[Any], int]) -> int:
+    """The samples in ``batches``, noting when the first batch arrives."""
+    total = 0
+    for batch in batches:
+        if not total:
+            _first_batch_at.append(time.perf_counter())
+        total += size(batch)
+    return total
 
 
 def timed(label: str, fn: Callable[[], int], repeat: int) -> tuple[float, int]:
-    """(best samples/s, samples) over ``repeat`` runs; each run's rate is printed."""
-    best, count = 0.0, 0
+    """(best samples/s, samples) over ``repeat`` runs; each run's rate, and the wait
+    for its first batch (worker start-up included), are printed."""
+    best, samples = 0.0, 0
     for _ in range(repeat):
+        _first_batch_at.clear()
         start = time.perf_counter()
-        count = fn()
-        rate = count / (time.perf_counter() - start)
-        print(f"    ({label}: {rate:,.0f} samples/s)", flush=True)
+        samples = fn()
+        rate = samples / (time.perf_counter() - start)
+        first = _first_batch_at[0] - start if _first_batch_at else float("nan")
+        print(f"    ({label}: {rate:,.0f} samples/s, first batch after {first:.2f} s)", flush=True)
         best = max(best, rate)
-    return best, count
+    return best, samples
 
 
 # -- remote: moto behind a latency proxy ------------------------------------------------------
