@@ -11,6 +11,9 @@ Times, as separate processes (what a user waits for at the shell):
 - ``atdata query PATTERN "..."``: ``--count``, the table of matches, and a clause
   DuckDB runs (``LIKE``), so both query engines are timed;
 - ``atdata preview PATTERN -n 5``, for scale;
+- ``atdata manifest build PATTERN`` when every shard already has its manifest
+  (nothing to do), ``atdata schema diff PATTERN @local/bench`` and
+  ``atdata register PATTERN bench`` (replacing the registration);
 - the peer: counting the same samples with the ``webdataset`` package, which has
   no manifests and so reads every shard (what ``inspect``'s sample count replaces).
 
@@ -135,6 +138,9 @@ def main() -> None:
             ("atdata query (table)", [*cli, "query", pattern, "label = 'dog'"]),
             ("atdata query LIKE (duckdb)", [*cli, "query", pattern, "label LIKE 'd%'", "-c"]),
             ("atdata preview -n 5", [*cli, "preview", pattern, "-n", "5"]),
+            ("atdata manifest build (none)", [*cli, "manifest", "build", pattern]),
+            ("atdata schema diff", [*cli, "schema", "diff", pattern, "@local/bench"]),
+            ("atdata register", [*cli, "register", pattern, "bench"]),
         ]
         if not args.no_peer:
             try:
