@@ -184,6 +184,37 @@ def test_an_interrupted_map_frees_the_pool(tmp_path: Path, monkeypatch: pytest.M
         assert time.monotonic() - started < 30  # not behind the abandoned 60 s tasks
 
 
+def test_no_worker_starts_for_the_tasks_an_interrupted_map_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process started as the driver exits dies reading its start-up data, with a traceback.
+    from atdata.processing import _run
+    from atdata.processing.executors import local
+
+    ds = write_nums(tmp_path / "in", shards=3, per_shard=2)
+    started: list[object] = []
+
+    class CountedWorker(local._Worker):
+        def __init__(self, context: object) -> None:
+            started.append(self)
+            super().__init__(context)
+
+    def slow_after_first(n: Num) -> Seen:
+        if n.x >= 2:
+            time.sleep(60)
+        return tag(n)
+
+    def interrupted(*args: object) -> None:
+        time.sleep(0.5)  # the worker is on the second task by now: it is stopped
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local, "_Worker", CountedWorker)
+    monkeypatch.setattr(_run._Tally, "record", interrupted)
+    with LocalExecutor(workers=1) as pool, pytest.raises(KeyboardInterrupt):
+        ds.map(slow_after_first, output_prefix=str(tmp_path / "a"), executor=pool)
+    assert len(started) == 1  # the pool's one worker; none for the dropped third task
+
+
 def test_pipeline_events_share_the_warm_workers(s3_bucket: str, tmp_path: Path) -> None:
     import boto3
 

@@ -411,6 +411,9 @@ class LocalExecutor:
     def _dispatch(self) -> None:
         with self._lock:
             while self._queue and not self._cancel:
+                if self._queue[0].future.cancelled():  # abandoned: no worker starts for it
+                    self._queue.popleft()
+                    continue
                 worker = next((w for w in self._slots if w.job is None), None)
                 if worker is None:
                     if len(self._slots) >= (self.workers or 1):
