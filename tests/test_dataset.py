@@ -150,6 +150,76 @@ def test_filter_view(shards: list[str]) -> None:
     assert scores(ds)[:1] == [0.0]  # the original is unchanged
 
 
+def test_a_filtered_view_has_no_length_or_positions(shards: list[str]) -> None:
+    high = Dataset[Img](shards).filter(lambda s: s.score >= 0.9)
+    with pytest.raises(TypeError, match="filtered"):
+        len(high)
+    with pytest.raises(TypeError, match="filtered"):
+        high[0]
+    assert len(list(high)) == 5  # list() still works: the length is only "unknown"
+
+
+# -- random access ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("manifests", [True, False], ids=["manifests", "scanned"])
+def test_indexing_reads_the_sample_iteration_yields_there(tmp_path: Path, manifests: bool) -> None:
+    pattern = str(tmp_path / "data-%06d.tar")
+    with ShardWriter(pattern, maxcount=7, manifest=manifests) as sink:
+        for i in range(N):
+            sink.write(make(i))
+    ds = Dataset[Img](sink.shards)
+    every = list(ds)
+
+    for position in (0, 6, 7, 31, N - 1, -1, -N):
+        got, want = ds[position], every[position]
+        assert (got.__key__, got.score) == (want.__key__, want.score)
+        assert np.array_equal(got.image, want.image)
+    assert scores(ds[5:12]) == scores(every[5:12])  # across a shard boundary
+    assert scores(ds[::-9]) == scores(every[::-9])
+    assert ds[N:] == [] and ds[3:3] == []
+
+
+@pytest.mark.parametrize("position", [N, -N - 1, 10**9])
+def test_an_index_out_of_range_says_how_many_samples_there_are(
+    shards: list[str], position: int
+) -> None:
+    with pytest.raises(IndexError, match=f"the dataset has {N}"):
+        Dataset[Img](shards)[position]
+
+
+def test_indexing_rejects_what_is_not_a_position(shards: list[str]) -> None:
+    with pytest.raises(TypeError):
+        Dataset[Img](shards)["k0_000001"]  # type: ignore[call-overload]  # ds.get(key) does this
+
+
+def test_indexing_a_view_applies_its_lens(shards: list[str]) -> None:
+    @atdata.packable
+    class Score:
+        score: float
+
+    @atdata.lens
+    def score_only(img: Img) -> Score:
+        return Score(score=img.score)
+
+    assert Dataset[Img](shards).as_type(Score)[3] == Score(score=3 / N)
+
+
+def test_a_manifest_whose_rows_disagree_with_its_count_is_named(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    with ShardWriter(str(tmp_path / "data-%06d.tar"), maxcount=10) as sink:
+        for i in range(20):
+            sink.write(make(i))
+    rows = tmp_path / "data-000000.manifest.parquet"
+    pq.write_table(pq.read_table(rows).slice(0, 5), rows)  # hostile or stale: 10 counted, 5 rows
+
+    ds = Dataset[Img](sink.shards)
+    with pytest.raises(atdata.errors.ManifestError, match=r"5 rows, but the header says .* 10"):
+        ds[4]
+    assert ds[14].score == 14 / N  # the other shard reads
+
+
 def test_pickles(shards: list[str]) -> None:
     ds = Dataset[Img](shards, handler="skip")
     other = pickle.loads(pickle.dumps(ds))

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from atdata._refs import group_by_split, select_split
 from atdata.errors import UnreadableURLError
@@ -23,12 +24,17 @@ from atdata.loader._index import ShardIndex
 from atdata.loader._view import register_with_torch
 from atdata.sample import DictSample, Schema, is_packable
 from atdata.shards import ShardSet
-from atdata.shards.reader import ErrorHandler, decoder_for, iter_shard, read_samples
+from atdata.shards.reader import (
+    ErrorHandler,
+    SampleLocation,
+    decoder_for,
+    iter_shard,
+    read_samples,
+)
 from atdata.storage import expand_urls
 
 if TYPE_CHECKING:
     from atdata.manifest.query import QueryResult
-    from atdata.shards.reader import SampleLocation
 
 __all__ = ["Dataset", "DatasetDict", "SampleBatch", "load_dataset"]
 
@@ -94,6 +100,7 @@ class Dataset(Generic[T]):
     """
 
     sample_type: type = DictSample
+    _filtered = False  # a view with a filter stage: its length and positions are unknown
 
     def __class_getitem__(cls, item: Any) -> Any:
         if isinstance(item, TypeVar) or item is Any:
@@ -179,10 +186,13 @@ class Dataset(Generic[T]):
 
     # -- views ----------------------------------------------------------------------
 
-    def _view(self, sample_type: type, stage: Stage | None) -> Dataset[Any]:
+    def _view(
+        self, sample_type: type, stage: Stage | None, *, filters: bool = False
+    ) -> Dataset[Any]:
         view: Dataset[Any] = Dataset.__new__(_typed_dataset_class(Dataset, sample_type))
         view.__dict__.update(self.__dict__)
         view._stages = self._stages + ((stage,) if stage is not None else ())
+        view._filtered = self._filtered or filters
         return view
 
     def as_type(self, view: type[V]) -> Dataset[V]:
@@ -217,7 +227,8 @@ class Dataset(Generic[T]):
         Example:
             >>> confident = ds.filter(lambda s: s.confidence > 0.9)
         """
-        return self._view(self.sample_type, functools.partial(_select_stage, predicate))
+        stage = functools.partial(_select_stage, predicate)
+        return self._view(self.sample_type, stage, filters=True)
 
     # -- shards -----------------------------------------------------------------------
 
@@ -299,12 +310,15 @@ class Dataset(Generic[T]):
             drop_last=drop_last,
         )
 
-    def _view_of(self, **order: Any) -> DatasetView:
+    def _shard_index(self) -> ShardIndex:
         # one index per dataset: its views (and their copies in DataLoader
         # workers) read the manifests' counts once, not once per view
         index = self.__dict__.get("_index")
         if index is None or index.shards is not self._source.shards:
             index = self.__dict__["_index"] = ShardIndex(self._source.shards)
+        return index
+
+    def _view_of(self, **order: Any) -> DatasetView:
         return DatasetView(
             self._source,
             self.transform_one if self._stages else None,
@@ -313,7 +327,7 @@ class Dataset(Generic[T]):
             prefetch=self.prefetch,
             cache_dir=self.cache_dir,
             cache_limit=self.cache_limit,
-            index=index,
+            index=self._shard_index(),
             **order,
         )
 
@@ -348,16 +362,74 @@ class Dataset(Generic[T]):
         """The number of samples, summed from the manifests (no data is read).
 
         Raises:
-            TypeError: when a shard has no manifest (``list(ds)`` then still
-                works, as Python treats this as "length unknown").
+            TypeError: when a shard has no manifest, or the view is
+                :meth:`filter` ed (how many pass is known only by reading them);
+                ``list(ds)`` still works, as Python treats this as "length unknown".
+
+        Example:
+            >>> len(ds), len(ds.query(where=lambda m: m.label == "cat"))
+            (40, 10)
         """
         from atdata.errors import ManifestError
         from atdata.manifest.loader import count_samples
 
+        if self._filtered:
+            raise TypeError(
+                "a filtered dataset's length is unknown until its samples are read: count "
+                "them with sum(1 for _ in ds), or filter on manifest fields with "
+                "len(ds.query(where=...))"
+            )
         try:
             return count_samples(self.shards)
         except ManifestError as exc:
             raise TypeError(str(exc)) from exc
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        """The sample at a position in shard order (as iteration yields them), or a list.
+
+        Random access through the manifests' offsets: one range read per
+        sample (neighbours in a slice share one); a shard without a manifest
+        is scanned for its offsets once. Positions count the whole dataset,
+        whatever this process's ``rank``.
+
+        Raises:
+            IndexError: the position is out of range.
+            TypeError: the view is :meth:`filter` ed (positions are unknown
+                until read; use :meth:`query` for random access by field).
+
+        Example:
+            >>> ds[0].label, ds[-1].label
+            ('cat', 'fish')
+            >>> [s.label for s in ds[1:3]]
+            ['dog', 'bird']
+        """
+        if self._filtered:
+            raise TypeError(
+                "a filtered dataset has no positions until its samples are read: index "
+                "the dataset before filtering, or select with ds.query(where=...)"
+            )
+        shard_index = self._shard_index()
+        total = sum(shard_index.counts())
+        if isinstance(index, slice):
+            positions: Sequence[int] = range(*index.indices(total))
+        else:
+            position = operator.index(index)
+            if not -total <= position < total:
+                raise IndexError(f"sample {position} is out of range: the dataset has {total}")
+            positions = [position % total]
+        locations = [
+            SampleLocation(self.shards[shard], "", offset, span)
+            for shard, offset, span in shard_index.locate(positions)
+        ]
+        decode = decoder_for(self._source.stored_type)
+        samples = [self.transform_one(s) for _, s in read_samples(locations, decode)]
+        return samples if isinstance(index, slice) else samples[0]
 
     def query(
         self, where: Callable[[Any], Any] | None = None, *, sql: str | None = None

@@ -10,7 +10,7 @@ loader feature still works; ``atdata manifest build`` makes it free.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -121,6 +121,28 @@ class ShardIndex:
             return pairs[0][order], pairs[1][order]
         spans = np.array(sample_spans(self.shards[shard]), np.int64).reshape(-1, 2)
         return spans[:, 0].copy(), spans[:, 1].copy()
+
+    def locate(self, positions: Sequence[int]) -> list[tuple[int, int, int]]:
+        """``(shard, offset, span)`` of the samples at these positions in shard order.
+
+        Positions are in ``0 .. total - 1``; the offsets of the shards they
+        fall in are read at once (concurrently on object stores).
+
+        Example:
+            >>> ShardIndex(["data/shard-000000.tar", "data/shard-000001.tar"]).locate([0, 5])
+            [(0, 0, 1024), (1, 1024, 1024)]
+        """
+        counts = np.asarray(self.counts(), np.int64)
+        ends = np.cumsum(counts)
+        wanted = np.asarray(positions, np.int64)
+        shards = np.searchsorted(ends, wanted, side="right")
+        rows = wanted - (ends - counts)[shards]
+        self.load_offsets(shards.tolist())  # rows are checked against the manifest's count
+        located = []
+        for shard, row in zip(shards.tolist(), rows.tolist(), strict=True):
+            offsets, spans = self.offsets(shard)
+            located.append((shard, int(offsets[row]), int(spans[row])))
+        return located
 
     def needs_offsets(self, shard: int, start: int, stop: int) -> bool:
         """Whether :meth:`byte_range` of these samples has to read the shard's offsets."""
