@@ -415,7 +415,7 @@ class Dataset(Generic[T]):
                 "the dataset before filtering, or select with ds.query(where=...)"
             )
         shard_index = self._shard_index()
-        total = sum(shard_index.counts())
+        total = shard_index.total()
         if isinstance(index, slice):
             positions: Sequence[int] = range(*index.indices(total))
         else:

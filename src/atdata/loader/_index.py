@@ -9,6 +9,8 @@ loader feature still works; ``atdata manifest build`` makes it free.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -37,6 +39,7 @@ class ShardIndex:
     def __init__(self, shards: list[str]) -> None:
         self.shards = shards
         self._counts: list[int] | None = None
+        self._ends_at: list[int] | None = None
         self._manifests: list[ShardManifest | None] = []
         self._offsets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
@@ -122,27 +125,42 @@ class ShardIndex:
         spans = np.array(sample_spans(self.shards[shard]), np.int64).reshape(-1, 2)
         return spans[:, 0].copy(), spans[:, 1].copy()
 
+    def total(self) -> int:
+        """Samples in all the shards.
+
+        Example:
+            >>> ShardIndex(["data/shard-000000.tar", "data/shard-000001.tar"]).total()
+            8
+        """
+        ends = self._ends()
+        return ends[-1] if ends else 0
+
     def locate(self, positions: Sequence[int]) -> list[tuple[int, int, int]]:
         """``(shard, offset, span)`` of the samples at these positions in shard order.
 
-        Positions are in ``0 .. total - 1``; the offsets of the shards they
+        Positions are in ``0 .. total() - 1``; the offsets of the shards they
         fall in are read at once (concurrently on object stores).
 
         Example:
             >>> ShardIndex(["data/shard-000000.tar", "data/shard-000001.tar"]).locate([0, 5])
             [(0, 0, 1024), (1, 1024, 1024)]
         """
-        counts = np.asarray(self.counts(), np.int64)
-        ends = np.cumsum(counts)
-        wanted = np.asarray(positions, np.int64)
-        shards = np.searchsorted(ends, wanted, side="right")
-        rows = wanted - (ends - counts)[shards]
-        self.load_offsets(shards.tolist())  # rows are checked against the manifest's count
+        ends = self._ends()
+        shards = [bisect.bisect_right(ends, position) for position in positions]
+        if len(set(shards)) > 1:
+            self.load_offsets(shards)  # (rows are checked against the manifest's count)
         located = []
-        for shard, row in zip(shards.tolist(), rows.tolist(), strict=True):
+        for position, shard in zip(positions, shards, strict=True):
             offsets, spans = self.offsets(shard)
+            row = position - (ends[shard - 1] if shard else 0)
             located.append((shard, int(offsets[row]), int(spans[row])))
         return located
+
+    def _ends(self) -> list[int]:
+        """Where each shard's samples end, counted from the first shard's start."""
+        if self._ends_at is None:
+            self._ends_at = list(itertools.accumulate(self.counts()))
+        return self._ends_at
 
     def needs_offsets(self, shard: int, start: int, stop: int) -> bool:
         """Whether :meth:`byte_range` of these samples has to read the shard's offsets."""

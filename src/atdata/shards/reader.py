@@ -421,7 +421,8 @@ def _read_run(run: list[SampleLocation], decode: Decoder[T]) -> Iterator[tuple[S
 
 def _member_at(chunk: bytes, loc: SampleLocation) -> RawSample:
     try:
-        member = next(iter_members(io.BytesIO(chunk + bytes(2 * BLOCK))))
+        padded = chunk + bytes(2 * BLOCK)  # read ahead just this, not the default 1 MiB
+        member = next(iter_members(io.BytesIO(padded), chunk_size=len(padded)))
     except (TarFormatError, StopIteration) as exc:
         reason = exc.reason if isinstance(exc, TarFormatError) else "no tar member here"
         raise ShardCorruptError(
