@@ -30,9 +30,10 @@ _HANG_GUARD_S = 180  # only to fail instead of hanging when a child never gets g
 
 
 def _interrupted(
-    args: list[str], ready: Callable[[], bool], cwd: Path
+    args: list[str], ready: Callable[[], bool] | list[Callable[[], bool]], cwd: Path
 ) -> tuple[int, str, list[str]]:
-    """Run ``python ARGS`` until ``ready()``, then Ctrl-C it: (status, stdout, stderr lines)."""
+    """Run ``python ARGS``; Ctrl-C it each time ``ready()`` (or the next of a list of them)
+    is true: (status, stdout, stderr lines)."""
     proc = subprocess.Popen(
         [sys.executable, *args],
         cwd=cwd,
@@ -43,14 +44,15 @@ def _interrupted(
     )
     try:
         give_up = time.monotonic() + _HANG_GUARD_S
-        while not ready():
-            if proc.poll() is not None:
-                out, err = proc.communicate()
-                pytest.fail(f"the child ended before it was interrupted:\n{out}\n{err}")
-            if time.monotonic() > give_up:
-                pytest.fail("the child never became ready")
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGINT)
+        for condition in ready if isinstance(ready, list) else [ready]:
+            while not condition():
+                if proc.poll() is not None:
+                    out, err = proc.communicate()
+                    pytest.fail(f"the child ended before it was interrupted:\n{out}\n{err}")
+                if time.monotonic() > give_up:
+                    pytest.fail("the child never became ready")
+                time.sleep(0.02)
+            os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=_HANG_GUARD_S)
     finally:
         if proc.poll() is None:
@@ -268,6 +270,33 @@ def test_ctrl_c_in_a_shard_writer_loop_keeps_the_committed_shards(tmp_path: Path
     # the writer does not resume (and does not say it does): writing again starts over
     assert _complete(["write.py"], tmp_path).stdout.split() == ["50"]
     assert len(_committed_only(out)) == 50
+
+
+SLOW_CLEAN_UP = """
+import atexit, pathlib, time
+
+def slow_clean_up():  # as stopping a pool of busy workers can be
+    pathlib.Path("clean-up-started").touch()
+    time.sleep(_HANG_GUARD_S)
+
+atexit.register(slow_clean_up)
+"""
+
+
+def test_a_second_ctrl_c_during_clean_up_at_exit_ends_at_once(tmp_path: Path) -> None:
+    script = SLOW_CLEAN_UP.replace("_HANG_GUARD_S", str(_HANG_GUARD_S)) + WRITER_SCRIPT
+    (tmp_path / "write.py").write_text(script)
+    out = tmp_path / "out"
+
+    code, stdout, lines = _interrupted(
+        ["write.py"],
+        [lambda: out.exists() and bool(_manifests(out)), (tmp_path / "clean-up-started").exists],
+        tmp_path,
+    )
+
+    assert code == 130 and stdout == ""  # not the clean-up's hang guard: a hard exit
+    _one_line(lines, r"Interrupted: \d+ shards? \(\d+ samples\) committed to .*")
+    _committed_only(out)
 
 
 # -- interactive sessions and nesting --------------------------------------------------------------

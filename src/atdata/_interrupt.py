@@ -18,11 +18,17 @@ it runs:
   report) and exits 130.
 
 Blocks nest: the outermost one reports, with its own summary (or an inner
-one's when it has none), so one Ctrl-C gives one line.
+one's when it has none), so one Ctrl-C gives one line. Once that line is
+printed, a second Ctrl-C during the clean-up at exit ends the process at once
+(status 130, no traceback from the atexit callback it cut short).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -74,6 +80,39 @@ class Interrupted(KeyboardInterrupt):
         if not self.reported:
             print(self.line, file=sys.stderr if stream is None else stream, flush=True)
             self.reported = True
+            _end_at_once_on_ctrl_c_at_exit()
+
+
+_at_exit_registered = False
+
+
+def _end_at_once_on_ctrl_c_at_exit() -> None:
+    """Once the process exits, a further Ctrl-C ends it at once with status 130.
+
+    Clean-up at exit (stopping worker processes, closing clients) can take a
+    few seconds after the line is printed; a user who presses Ctrl-C again
+    then means "stop now", which Python would answer with a traceback from
+    the atexit callback it interrupts. Registered when the line is printed,
+    so it runs before the clean-up registered earlier (atexit runs last-in,
+    first-out); a script that catches the interrupt and goes on is unaffected
+    until it exits.
+    """
+    global _at_exit_registered
+    if not _at_exit_registered:
+        _at_exit_registered = True
+        atexit.register(_exit_on_sigint)
+
+
+def _exit_on_sigint() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _exit_now)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream cannot stop the exit
+            stream.flush()
+    os._exit(128 + signum)
 
 
 class _InterruptedExit(Interrupted, SystemExit):
