@@ -568,6 +568,8 @@ def test_query_over_s3(s3_bucket, tmp_path):
     loc = result[0]
     assert ds.get_sample(loc).__key__ == loc.key
     assert ds.get("sample_00000123").width == samples[123].width
+    assert ds[123].__key__ == "sample_00000123" and ds[-1].width == samples[-1].width
+    assert [s.__key__ for s in ds[38:42]] == [f"sample_{i:08d}" for i in range(38, 42)]
     assert list(ds.query(sql="confidence > 0.8 AND list_contains(tags, 'outdoor')")) == list(result)
     out = result.materialize(f"{s3_bucket}/view/shard-%06d.tar")
     assert out.shards[0].startswith("s3://") and len(out) == len(result)
