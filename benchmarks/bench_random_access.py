@@ -8,7 +8,8 @@ and cached under ``benchmarks/.cache/``. Every contender reads the same
 - atdata ``ds[i]``, one position at a time: *cold* (a new ``Dataset`` object,
   so the manifests' counts and each shard's offsets are read as positions
   reach them) and *warm* (the same object again: offsets already loaded);
-- atdata ``ds[a:a+64]``: contiguous slices, whose neighbours share one range read;
+- atdata ``ds[a:a+64]`` (warm): contiguous slices, whose neighbours share one
+  range read and one pass of the tar parser;
 - Hugging Face ``datasets``, ``hf[i]`` on the same records saved with
   ``save_to_disk`` (the image as an ``Array3D`` feature, its fast fixed-shape
   column) and memory-mapped by ``load_from_disk`` (``numpy`` format), by
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import atdata
-from _common import Result, Timer, make_rows
+from _common import best_interleaved, make_rows, ratio
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 SHAPE = (32, 32, 3)
@@ -87,39 +89,52 @@ def hf_copy(shards: list[str], folder: Path) -> Any:
     return datasets.load_from_disk(str(path)).with_format("numpy")
 
 
-def read_each(name: str, get: Any, positions: list[int]) -> Result:
-    with Timer() as t:
-        labels = [get(i).label for i in positions]
-    assert len(labels) == len(positions)
-    return Result(name, len(positions), 0, t.seconds)
+def contenders(
+    shards: list[str], hf: Any, positions: list[int], starts: list[int]
+) -> dict[str, Callable[[], tuple[int, int]]]:
+    """Each contender reads the same samples and returns (samples read, 0)."""
+    warm = atdata.Dataset[Picture](shards)
 
+    def cold_each() -> tuple[int, int]:
+        ds = atdata.Dataset[Picture](shards)
+        return len([ds[i].label for i in positions]), 0
 
-def read_slices(shards: list[str], starts: list[int]) -> Result:
-    ds = atdata.Dataset[Picture](shards)
-    with Timer() as t:
-        got = sum(len(ds[a : a + SLICE]) for a in starts)
-    return Result(f"atdata ds[a:a+{SLICE}]", got, 0, t.seconds)
+    def warm_each() -> tuple[int, int]:
+        return len([warm[i].label for i in positions]), 0
 
+    warm_each()  # loads the counts and the offsets of every shard the positions reach
 
-def read_hf(hf: Any, positions: list[int]) -> Result:
-    with Timer() as t:
-        labels = [hf[i]["label"] for i in positions]
-    assert len(labels) == len(positions)
-    return Result("datasets hf[i] (memory-mapped arrow)", len(positions), 0, t.seconds)
+    def warm_slices() -> tuple[int, int]:
+        return sum(len(warm[a : a + SLICE]) for a in starts), 0
 
+    def hf_each() -> tuple[int, int]:
+        return len([hf[i]["label"] for i in positions]), 0
 
-def read_hf_slices(hf: Any, starts: list[int]) -> Result:
-    with Timer() as t:
-        got = sum(len(hf[a : a + SLICE]["label"]) for a in starts)
-    return Result(f"datasets hf[a:a+{SLICE}]", got, 0, t.seconds)
+    def hf_slices() -> tuple[int, int]:
+        return sum(len(hf[a : a + SLICE]["label"]) for a in starts), 0
 
-
-def full_scan(shards: list[str], positions: list[int]) -> Result:
-    wanted = set(positions)
-    with Timer() as t:
+    def scan() -> tuple[int, int]:
+        wanted = set(positions)
         found = [s.label for i, s in enumerate(atdata.Dataset[Picture](shards)) if i in wanted]
-    assert len(found) == len(wanted)
-    return Result("full scan (one pass, keep the wanted)", len(positions), 0, t.seconds)
+        assert len(found) == len(wanted)
+        return len(positions), 0
+
+    return {
+        COLD: cold_each,
+        WARM: warm_each,
+        SLICES: warm_slices,
+        HF: hf_each,
+        HF_SLICES: hf_slices,
+        SCAN: scan,
+    }
+
+
+COLD = "atdata ds[i], cold (new Dataset)"
+WARM = "atdata ds[i], warm (offsets loaded)"
+SLICES = f"atdata ds[a:a+{SLICE}], warm"
+HF = "datasets hf[i] (memory-mapped arrow)"
+HF_SLICES = f"datasets hf[a:a+{SLICE}]"
+SCAN = "full scan (one pass, keep the wanted)"
 
 
 def main() -> None:
@@ -127,37 +142,32 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=100_000)
     parser.add_argument("--shards", type=int, default=100)
     parser.add_argument("--reads", type=int, default=2_000)
-    parser.add_argument("--quick", action="store_true", help="10,000 samples, 500 reads")
+    parser.add_argument("--slices", type=int, default=250)
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many, interleaved")
+    parser.add_argument("--quick", action="store_true", help="10,000 samples, 500 reads, 1 run")
     args = parser.parse_args()
     if args.quick:
-        args.samples, args.shards, args.reads = 10_000, 20, 500
+        args.samples, args.shards, args.reads, args.slices, args.repeat = 10_000, 20, 500, 50, 1
 
     folder = CACHE / f"random-access-{args.samples}-{args.shards}"
     shards = generate(folder, args.samples, args.shards)
     rng = np.random.default_rng(0)
     positions = rng.integers(0, args.samples, size=args.reads).tolist()
-    starts = rng.integers(0, args.samples - SLICE, size=max(1, args.reads // SLICE)).tolist()
+    starts = rng.integers(0, args.samples - SLICE, size=args.slices).tolist()
     hf = hf_copy(shards, folder)
 
-    ds = atdata.Dataset[Picture](shards)
-    cold = read_each("atdata ds[i], cold (new Dataset)", ds.__getitem__, positions)
-    warm = read_each("atdata ds[i], warm (offsets loaded)", ds.__getitem__, positions)
-    slices = read_slices(shards, starts)
-    peer = read_hf(hf, positions)
-    peer_slices = read_hf_slices(hf, starts)
-    scan = full_scan(shards, positions)
-
+    best = best_interleaved(args.repeat, contenders(shards, hf, positions, starts))
     print(
-        f"{args.reads:,} random positions of {args.samples:,} samples in {args.shards} shards "
-        f"({len(starts)} slices of {SLICE} for the slice row)"
+        f"{args.reads:,} random positions and {args.slices} slices of {SLICE} of "
+        f"{args.samples:,} samples in {args.shards} shards; best of {args.repeat}"
     )
-    for r in (cold, warm, slices, peer, peer_slices, scan):
+    for r in best.values():
         per = r.seconds / r.samples * 1e6
         print(f"  {r.name:<40} {r.rate:>10,.0f} samples/s  {per:>9,.1f} us/sample")
-    print(f"atdata warm / datasets:   {warm.rate / peer.rate:.2f}x  (samples per second)")
-    print(f"atdata cold / datasets:   {cold.rate / peer.rate:.2f}x")
-    print(f"slices, atdata / datasets: {slices.rate / peer_slices.rate:.2f}x")
-    print(f"atdata warm / full scan:  {warm.rate / scan.rate:.1f}x  (for these {args.reads:,})")
+    print(f"atdata warm / datasets:    {ratio(best[WARM], best[HF])}  (samples per second)")
+    print(f"atdata cold / datasets:    {ratio(best[COLD], best[HF])}")
+    print(f"slices, atdata / datasets: {ratio(best[SLICES], best[HF_SLICES])}")
+    print(f"atdata warm / full scan:   {ratio(best[WARM], best[SCAN])}  (for {args.reads:,})")
 
 
 if __name__ == "__main__":

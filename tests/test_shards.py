@@ -550,6 +550,34 @@ def test_read_sample_is_one_range_read(tmp_path: Path, monkeypatch: pytest.Monke
     assert calls == [(offset, span)]
 
 
+def test_read_samples_shares_a_range_read_and_checks_every_location(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atdata.shards.reader import SampleLocation, read_samples
+    from atdata.storage import LocalStore
+
+    url = write(str(tmp_path / "s.tar"), 10, shape=(300,))[0]
+    located = iter_shard(url, Item.from_bytes)
+    spans = {i: (offset, span) for i, (_, offset, span) in enumerate(located)}
+
+    def at(i: int, key: str | None = None) -> SampleLocation:
+        return SampleLocation(url, f"sample_{i:08d}" if key is None else key, *spans[i])
+
+    calls: list[tuple[int, int]] = []
+    real = LocalStore.range
+    monkeypatch.setattr(
+        LocalStore, "range", lambda self, p, o, n: calls.append((o, n)) or real(self, p, o, n)
+    )
+    got = [s.index for _, s in read_samples([at(1), at(2), at(5), at(9)], Item.from_bytes)]
+    assert got == [1, 2, 5, 9] and len(calls) == 1  # the gaps' samples are read past, not kept
+
+    with pytest.raises(ShardCorruptError, match="expected sample 'sample_00000004'"):
+        list(read_samples([at(1), at(5, key="sample_00000004")], Item.from_bytes))
+    inside = SampleLocation(url, "", spans[5][0] + BLOCK, spans[5][1] - BLOCK)  # mid-member
+    with pytest.raises(ShardCorruptError, match="stale manifest offset"):
+        list(read_samples([at(1), inside], Item.from_bytes))
+
+
 def test_commit_errors_surface(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from atdata.errors import StorageError
     from atdata.storage import LocalStore

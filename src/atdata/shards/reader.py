@@ -19,7 +19,7 @@ import msgspec
 
 from atdata import observability as obs
 from atdata.errors import SchemaError, SchemaMismatchError, ShardCorruptError, ShardError
-from atdata.shards._tar import BLOCK, TarFormatError, iter_members, member_spans
+from atdata.shards._tar import BLOCK, Member, TarFormatError, iter_members, member_spans
 from atdata.storage import is_local, store_for
 
 __all__ = [
@@ -413,21 +413,31 @@ def _read_run(run: list[SampleLocation], decode: Decoder[T]) -> Iterator[tuple[S
             f"range read returned {len(data)} of {size} bytes (file truncated, or a stale "
             "manifest: rebuild it with `atdata manifest build --force`)",
         )
+    for loc, member in zip(run, _members_at(data, run), strict=True):
+        yield loc, decode_raw(decode, member, loc.shard)
+
+
+def _members_at(data: bytes, run: list[SampleLocation]) -> Iterator[RawSample]:
+    """The run's samples, from one pass over the tar members in its bytes."""
+    padded = data + bytes(2 * BLOCK)  # end-of-archive blocks; read ahead just this much
+    members = iter_members(io.BytesIO(padded), chunk_size=len(padded))
+    base = run[0].offset
     for loc in run:
-        start = loc.offset - first.offset
-        raw = _member_at(data[start : start + loc.size], loc)
-        yield loc, decode_raw(decode, raw, loc.shard)
+        try:
+            member = next(members)
+            while member.offset < loc.offset - base:  # a sample in a gap between two wanted
+                member = next(members)
+            if member.offset != loc.offset - base:
+                raise TarFormatError(base + member.offset, "no tar member starts here")
+        except (TarFormatError, StopIteration) as exc:
+            reason = exc.reason if isinstance(exc, TarFormatError) else "no tar member here"
+            raise ShardCorruptError(
+                loc.shard, loc.offset, f"{reason} (stale manifest offset?)", loc.key or None
+            ) from None
+        yield _checked(member, loc)
 
 
-def _member_at(chunk: bytes, loc: SampleLocation) -> RawSample:
-    try:
-        padded = chunk + bytes(2 * BLOCK)  # read ahead just this, not the default 1 MiB
-        member = next(iter_members(io.BytesIO(padded), chunk_size=len(padded)))
-    except (TarFormatError, StopIteration) as exc:
-        reason = exc.reason if isinstance(exc, TarFormatError) else "no tar member here"
-        raise ShardCorruptError(
-            loc.shard, loc.offset, f"{reason} (stale manifest offset?)", loc.key or None
-        ) from None
+def _checked(member: Member, loc: SampleLocation) -> RawSample:
     key, _ = split_key(member.name)
     if loc.key and key != loc.key:
         raise ShardCorruptError(
