@@ -74,6 +74,8 @@ def readers(url: str, with_manifest: bool) -> dict[str, Callable[[], Any]]:
         out["len"] = lambda: len(typed)
         out["query"] = lambda: typed.query(where=lambda m: m.score > 1.0).count
         out["describe"] = lambda: typed.describe()["num_samples"]
+        out["position"] = lambda: [typed[i].label for i in (0, 5, -1)]
+        out["slice"] = lambda: [s.label for s in typed[2:9]]
     return out
 
 
@@ -273,3 +275,23 @@ def test_manifest_offsets_and_sizes_that_lie(
     assert isinstance(error, AtdataError) and "manifest" in str(error)
     hits = ds.query(where=lambda m: m.score >= 0)
     only_atdata_errors(lambda: list(hits.read()), url)
+    only_atdata_errors(lambda: ds[5], url)
+    only_atdata_errors(lambda: ds[3:8], url)
+
+
+@FUZZ
+@given(
+    st.lists(
+        st.tuples(st.integers(-2 * BLOCK, 40 * BLOCK), st.integers(-BLOCK, 8 * BLOCK)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_locations_anywhere_in_a_shard(
+    pristine: tuple[bytes, Path], locations: list[tuple[int, int]]
+) -> None:
+    from atdata.shards.reader import SampleLocation, decoder_for, read_samples
+
+    url = str(pristine[1] / "shard-000000.tar")
+    wanted = [SampleLocation(url, "", offset, size) for offset, size in locations]
+    only_atdata_errors(lambda: list(read_samples(wanted, decoder_for(Item))), url)
