@@ -129,6 +129,9 @@ if __name__ == "__main__":
 """
 
 
+MAP_LINE = r"Interrupted: (\d) of 8 shards done; run the same map again to resume\."
+
+
 @atdata.packable
 class Item:
     x: int
@@ -148,11 +151,7 @@ def test_ctrl_c_in_a_map_script_prints_one_line_and_exits_130(map_job: Path) -> 
     code, stdout, lines = _interrupted(["job.py"], lambda: bool(_manifests(out)), map_job)
 
     assert code == 130 and stdout == ""
-    done = int(
-        _one_line(lines, r"Interrupted: (\d) of 8 shards done; run the same map again to resume\.")[
-            1
-        ]
-    )
+    done = int(_one_line(lines, MAP_LINE)[1])
     assert 0 <= done < 8
     assert len(_committed_only(out)) >= done  # the line counts what the ledger holds
 
@@ -169,7 +168,36 @@ def test_a_caught_ctrl_c_leaves_the_pool_ready_for_the_next_map(map_job: Path) -
 
     assert code == 0, lines
     assert stdout.split() == ["caught", "8", "158"]
-    _one_line(lines, r"Interrupted: \d of 8 shards done; run the same map again to resume\.")
+    _one_line(lines, MAP_LINE)
+    assert len(_committed_only(out)) == 8
+
+
+DASK_CLUSTER = """
+    from distributed import Client, LocalCluster
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
+    )
+    client = Client(cluster)
+    pool = "dask"
+"""
+DASK_SCRIPT = MAP_SCRIPT.replace("    pool = atdata.LocalExecutor(workers=2)\n", DASK_CLUSTER[1:])
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_map_on_a_local_dask_cluster(map_job: Path) -> None:
+    assert "LocalExecutor" not in DASK_SCRIPT
+    (map_job / "job.py").write_text(DASK_SCRIPT)
+    out = map_job / "out"
+    code, stdout, lines = _interrupted(["job.py"], lambda: bool(_manifests(out)), map_job)
+
+    # Dask's own worker processes share the terminal's process group: they get the
+    # SIGINT too and print what Dask prints; atdata's line comes first.
+    assert code == 130 and stdout == ""
+    assert re.fullmatch(MAP_LINE, lines[0]), lines
+    _committed_only(out)
+
+    rerun = _complete(["job.py"], map_job)
+    assert rerun.stdout.split() == ["8", "158"]
     assert len(_committed_only(out)) == 8
 
 
