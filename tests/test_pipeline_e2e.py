@@ -425,3 +425,26 @@ def test_jobs_endpoint_runs_a_map_in_the_background(env: Env, server: Server) ->
     assert status["state"] == "done" and status["counts"] == {"done": 3, "failed": 0, "pending": 0}
     out = atdata.Dataset[CleanSample](f"s3://{env.bucket}/jobs-out/*.tar")
     assert sorted(s.doubled for s in out) == [2 * i for i in range(75)]
+
+
+def test_ctrl_c_stops_the_server_once_the_events_in_flight_are_done(env: Env) -> None:
+    import signal
+
+    own = Server(env)  # not the module's: this one is stopped by the test
+    key = "incoming/ctrl-c-000001.tar"
+    etag = env.upload(key, n=5000)
+    answer = own.client.post(
+        "/ingest",
+        json=r2_event(env.bucket, key, etag),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert answer.status_code == 202, answer.text
+    own.proc.send_signal(signal.SIGINT)  # as Ctrl-C does, the moment the event is accepted
+    own.proc.wait(120)
+    own.stop()  # (it has exited: this closes the client and the log)
+
+    log = "".join(own.log)
+    assert own.proc.returncode == 0 and "Traceback" not in log, log
+    assert "Shutting down" in log
+    (record,) = done(env, key)()  # finished before the server exited, not left claimed
+    assert len(atdata.Dataset[CleanSample](record.outputs)) == 5000
