@@ -237,7 +237,8 @@ class ShardManifest:
                 table = parquet.read(columns=wanted, use_threads=False)
             finally:
                 parquet.close()
-        except (OSError, StorageError, pa.ArrowException) as exc:
+        except (OSError, StorageError, pa.ArrowException, UnicodeDecodeError) as exc:
+            # (UnicodeDecodeError: pyarrow decodes a corrupt footer's column names)
             raise ManifestError(
                 f"cannot read manifest rows {url}: {exc}. Rebuild the manifest with "
                 f"`{REBUILD_HINT.replace('URL', self.shard)}`",

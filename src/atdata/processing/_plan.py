@@ -356,7 +356,9 @@ def _sample_offsets(url: str) -> tuple[list[int], list[int]]:
 
         try:
             table = pq.read_table(
-                pa.BufferReader(store.read(manifest_path)), columns=["__offset__", "__size__"]
+                pa.BufferReader(store.read(manifest_path)),
+                columns=["__offset__", "__size__"],
+                page_checksum_verification=True,
             )
         except (pa.ArrowException, KeyError, ValueError):
             pass  # unreadable manifest: fall back to the tar headers
