@@ -128,6 +128,27 @@ def test_flipped_and_truncated_shards(
         only_atdata_errors(reader, url)
 
 
+def test_every_byte_of_the_first_sample_flipped(
+    pristine: tuple[bytes, Path], tmp_path: Path
+) -> None:
+    """Exhaustive where hypothesis samples: one bit of each byte of the first member
+    (its tar header above all), read by position, in order and skipping."""
+    _, data_at, size = members(pristine[0])[0]
+    url = place(pristine, tmp_path, pristine[0], "sweep")
+    typed = atdata.Dataset[Item](url)
+    sweep = {
+        "typed": lambda: [s.label for s in typed.ordered()],
+        "skip": lambda: [s.label for s in atdata.Dataset[Item](url, handler="skip").ordered()],
+        "position": lambda: [atdata.Dataset[Item](url)[i].label for i in (0, 1)],
+    }
+    for i in range(data_at + size):
+        damaged = bytearray(pristine[0])
+        damaged[i] ^= 1 << (i % 8)
+        Path(url).write_bytes(bytes(damaged))
+        for reader in sweep.values():
+            only_atdata_errors(reader, url)
+
+
 SIZE_FIELDS = [
     b"\x80" + (2**40).to_bytes(11, "big"),  # base-256: a terabyte
     b"\xff" * 12,  # base-256, all ones
