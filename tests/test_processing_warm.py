@@ -35,6 +35,13 @@ def tag(n: Num) -> Seen:
     return Seen(x=n.x, pid=os.getpid(), note=os.environ.get("ATDATA_TEST_NOTE", ""))
 
 
+def slow_after_first(n: Num) -> Seen:
+    """``tag``, but the samples after the first shard's (of two samples) hang for a minute."""
+    if n.x >= 2:
+        time.sleep(60)
+    return tag(n)
+
+
 def write_nums(folder: Path, shards: int = 4, per_shard: int = 5) -> atdata.Dataset[Num]:
     folder.mkdir(parents=True, exist_ok=True)
     with atdata.ShardWriter(str(folder / "n-%03d.tar"), maxcount=per_shard) as sink:
@@ -165,11 +172,6 @@ def test_an_interrupted_map_frees_the_pool(tmp_path: Path, monkeypatch: pytest.M
 
     ds = write_nums(tmp_path / "in", shards=3, per_shard=2)
 
-    def slow_after_first(n: Num) -> Seen:
-        if n.x >= 2:
-            time.sleep(60)
-        return tag(n)
-
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt  # a Ctrl-C as the driver records the first result
 
@@ -198,11 +200,6 @@ def test_no_worker_starts_for_the_tasks_an_interrupted_map_dropped(
         def __init__(self, context: object) -> None:
             started.append(self)
             super().__init__(context)
-
-    def slow_after_first(n: Num) -> Seen:
-        if n.x >= 2:
-            time.sleep(60)
-        return tag(n)
 
     def interrupted(*args: object) -> None:
         time.sleep(0.5)  # the worker is on the second task by now: it is stopped
