@@ -1,4 +1,4 @@
-"""What the fuzz tests share: hypothesis settings and a per-case time bound."""
+"""What the fuzz tests share: hypothesis settings, a per-case time bound, bit flips."""
 
 from __future__ import annotations
 
@@ -36,3 +36,11 @@ def time_bound(seconds: int = CASE_SECONDS) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def each_byte_flipped(data: bytes, stop: int | None = None) -> Iterator[bytes]:
+    """``data`` with one bit of byte ``i`` flipped (bit ``i % 8``), for each ``i < stop``."""
+    for i in range(len(data) if stop is None else stop):
+        damaged = bytearray(data)
+        damaged[i] ^= 1 << (i % 8)
+        yield bytes(damaged)

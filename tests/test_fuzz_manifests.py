@@ -29,7 +29,7 @@ import atdata
 from atdata.errors import AtdataError, ManifestError
 from atdata.manifest import BloomFilter
 from cli_helpers import user_error
-from fuzz_helpers import fuzz_settings
+from fuzz_helpers import each_byte_flipped, fuzz_settings
 
 FUZZ = fuzz_settings(max_examples=100)
 
@@ -311,11 +311,8 @@ def test_every_byte_of_a_manifest_flipped(pristine: Path, tmp_path: Path) -> Non
     """Exhaustive where hypothesis samples: one bit of each byte in turn (its footer too)."""
     url = _copy(pristine, tmp_path)
     path = _parquet_path(url)
-    original = path.read_bytes()
-    for i in range(len(original)):
-        data = bytearray(original)
-        data[i] ^= 1 << (i % 8)
-        path.write_bytes(bytes(data))
+    for damaged in each_byte_flipped(path.read_bytes()):
+        path.write_bytes(damaged)
         _right_or_named(url, path)
 
 

@@ -24,7 +24,7 @@ import atdata
 from atdata.errors import AtdataError
 from atdata.shards import ShardWriter, iter_raw, sample_spans
 from atdata.shards._tar import BLOCK
-from fuzz_helpers import fuzz_settings, time_bound
+from fuzz_helpers import each_byte_flipped, fuzz_settings, time_bound
 
 FUZZ = fuzz_settings(max_examples=120)
 
@@ -141,10 +141,8 @@ def test_every_byte_of_the_first_sample_flipped(
         "skip": lambda: [s.label for s in atdata.Dataset[Item](url, handler="skip").ordered()],
         "position": lambda: [atdata.Dataset[Item](url)[i].label for i in (0, 1)],
     }
-    for i in range(data_at + size):
-        damaged = bytearray(pristine[0])
-        damaged[i] ^= 1 << (i % 8)
-        Path(url).write_bytes(bytes(damaged))
+    for damaged in each_byte_flipped(pristine[0], stop=data_at + size):
+        Path(url).write_bytes(damaged)
         for reader in sweep.values():
             only_atdata_errors(reader, url)
 

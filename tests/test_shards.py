@@ -531,11 +531,10 @@ def test_duplicates_of_generated_keys(tmp_path: Path) -> None:
     assert len(keys) == len(set(keys)) == 6
 
 
-def test_read_sample_is_one_range_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def range_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The ``(offset, size)`` of every local range read from now on."""
     from atdata.storage import LocalStore
 
-    url = write(str(tmp_path / "s.tar"), 4, shape=(2000,))[0]
-    located = list(iter_shard(url, Item.from_bytes))
     calls: list[tuple[int, int]] = []
     real = LocalStore.range
 
@@ -544,6 +543,15 @@ def test_read_sample_is_one_range_read(tmp_path: Path, monkeypatch: pytest.Monke
         return real(self, path, offset, size)
 
     monkeypatch.setattr(LocalStore, "range", counting)
+    return calls
+
+
+def test_read_sample_is_one_range_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from atdata.storage import LocalStore
+
+    url = write(str(tmp_path / "s.tar"), 4, shape=(2000,))[0]
+    located = list(iter_shard(url, Item.from_bytes))
+    calls = range_reads(monkeypatch)
     monkeypatch.setattr(LocalStore, "open", lambda *a: pytest.fail("read_sample streamed"))
     _, offset, span = located[2]
     assert read_sample(url, offset, span, Item.from_bytes).index == 2
@@ -554,7 +562,6 @@ def test_read_samples_shares_a_range_read_and_checks_every_location(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from atdata.shards.reader import SampleLocation, read_samples
-    from atdata.storage import LocalStore
 
     url = write(str(tmp_path / "s.tar"), 10, shape=(300,))[0]
     located = iter_shard(url, Item.from_bytes)
@@ -563,11 +570,7 @@ def test_read_samples_shares_a_range_read_and_checks_every_location(
     def at(i: int, key: str | None = None) -> SampleLocation:
         return SampleLocation(url, f"sample_{i:08d}" if key is None else key, *spans[i])
 
-    calls: list[tuple[int, int]] = []
-    real = LocalStore.range
-    monkeypatch.setattr(
-        LocalStore, "range", lambda self, p, o, n: calls.append((o, n)) or real(self, p, o, n)
-    )
+    calls = range_reads(monkeypatch)
     got = [s.index for _, s in read_samples([at(1), at(2), at(5), at(9)], Item.from_bytes)]
     assert got == [1, 2, 5, 9] and len(calls) == 1  # the gaps' samples are read past, not kept
 
