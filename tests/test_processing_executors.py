@@ -354,6 +354,43 @@ def test_a_killed_worker_without_retries_is_a_partial_failure(
     assert status.dead_letters[0].error_type == "WorkerLostError"
 
 
+SIGTERM_IN_A_CALLBACK = """
+import os, signal, time, weakref
+from atdata.processing.executors.local import _install_worker_signals
+
+_install_worker_signals()
+
+class Thing:
+    pass
+
+def collected(ref):  # a weakref callback, as the garbage collector runs them mid-task
+    os.kill(os.getpid(), signal.SIGTERM)  # the driver stops the task right now
+    for _ in range(10_000):  # the handler runs here, inside the callback
+        pass
+
+thing = Thing()
+ref = weakref.ref(thing, collected)
+del thing
+give_up = time.monotonic() + 30
+while time.monotonic() < give_up:  # the task's own work, for long enough to be stopped
+    pass
+print("the task went on")
+"""
+
+
+def test_a_stop_that_lands_in_a_weakref_callback_still_stops_the_task() -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_IN_A_CALLBACK],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (128 + signal.SIGTERM, "", "")
+
+
 def test_local_executor_submit_and_timeout(tmp_path: Path) -> None:
     ds = write_readings(tmp_path / "in", shards=1, per_shard=2)
 

@@ -64,15 +64,7 @@ def _default_workers() -> int:
 
 
 def _worker_main(conn: multiprocessing.connection.Connection) -> None:
-    # Ctrl-C reaches the whole process group; the driver decides what stops. (The
-    # worker started with SIGINT blocked, so a Ctrl-C during its start-up did not
-    # raise KeyboardInterrupt here either; see _sigint_blocked.)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    # The driver stops an abandoned task with SIGTERM: unwinding it discards the
-    # output shard in progress (its temporary file) before the worker exits.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _install_worker_signals()
     # Every task commits a manifest: import its writer (pyarrow) before the first task.
     import atdata.manifest.builder  # noqa: F401
 
@@ -93,8 +85,43 @@ def _worker_main(conn: multiprocessing.connection.Connection) -> None:
             return
 
 
+def _install_worker_signals() -> None:
+    """How a worker answers signals: SIGINT ignored, SIGTERM unwinds the task."""
+    # Ctrl-C reaches the whole process group; the driver decides what stops. (The
+    # worker started with SIGINT blocked, so a Ctrl-C during its start-up did not
+    # raise KeyboardInterrupt here either; see _sigint_blocked.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    # The driver stops an abandoned task with SIGTERM: unwinding it discards the
+    # output shard in progress (its temporary file) before the worker exits.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    sys.unraisablehook = _stop_again_when_swallowed
+
+
+class _Stopped(SystemExit):
+    """The driver's SIGTERM, raised wherever the worker is."""
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    raise _Stopped(128 + signum)
+
+
+def _stop_again_when_swallowed(unraisable: Any) -> None:
+    # A signal handler's exception raised inside a weakref callback or __del__ is
+    # swallowed (and printed as "Exception ignored in ..."), and the task goes on.
+    # Deliver the signal again a moment later, from another thread, once this hook
+    # has returned: its handler then runs in the task's own code (or lands here again).
+    if isinstance(unraisable.exc_value, _Stopped):
+        again = threading.Timer(_RESTOP_S, os.kill, (os.getpid(), signal.SIGTERM))
+        again.daemon = True
+        again.start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+_RESTOP_S = 0.01
+"""How long after a swallowed stop the worker's SIGTERM is delivered again."""
 
 
 @contextlib.contextmanager
